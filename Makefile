@@ -1,0 +1,64 @@
+# emgeo: two commands on a fresh machine
+#   make figures   set up .venv if needed, then run every notebook (PROFILE=default) into figures/
+#   make test      set up .venv if needed, then unit tests and every notebook under nbval (test profile)
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PROFILE  ?= default
+# Optional: where to take torch from, e.g. https://download.pytorch.org/whl/cpu (see README)
+TORCH_INDEX_URL ?=
+
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.emgeo-installed
+
+# The offline profiles never touch the hub; real-model profiles (params/<model>/) need it.
+ifneq ($(filter $(PROFILE),default test),)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+endif
+# Keep every run's side files inside the project.
+export TOKENIZERS_PARALLELISM := false
+export JUPYTER_RUNTIME_DIR := $(CURDIR)/build/jupyter-runtime
+export MPLCONFIGDIR := $(CURDIR)/build/matplotlib
+export IPYTHONDIR := $(CURDIR)/build/ipython
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup figures test unit nbtest lab bench clean distclean
+
+setup: $(STAMP)
+
+# Reinstall only when the dependency ranges or the pinned versions change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifneq ($(TORCH_INDEX_URL),)
+	$(PY) -m pip install -q torch==2.13.0 --index-url $(TORCH_INDEX_URL)
+endif
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+figures: $(STAMP)
+	$(PY) -m emgeo_utils.run_notebooks --profile $(PROFILE)
+
+test: unit nbtest
+
+unit: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider -q tests
+
+# nbval gets parameters through papermill: prepare each notebook with the test profile, then run it.
+nbtest: $(STAMP)
+	rm -rf build/test-notebooks
+	$(PY) -m emgeo_utils.run_notebooks --profile test --prepare-only --out build/test-notebooks
+	$(PY) -m pytest -p no:cacheprovider -q --nbval-lax --nbval-current-env build/test-notebooks
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf build figures/*.png figures/*.pdf figures/*.csv figures/*.md figures/claims figures/*/
+
+distclean: clean
+	rm -rf .cache $(VENV)

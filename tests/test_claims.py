@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from emgeo_utils import claims, paths
+
+
+def test_record_check_and_gather(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("01_theory", "default")
+    rec.check("spillover", statement="spillover tracks cosine", paper="Sec. 3", measure="pearson r",
+              value=0.93, ci=(0.9, 0.95), p_value=1e-6, outcome=True, expected=True)
+    with pytest.raises(claims.ClaimMismatch, match="UNEXPECTED"):
+        rec.check("flipped", statement="x", measure="m", value=0.1, outcome=False, expected=True)
+    rec.check("unchecked", statement="y", measure="m", value=None, outcome=False, expected=None)
+    saved = json.loads(rec.path().read_text())
+    assert [c["claim"] for c in saved] == ["spillover", "flipped", "unchecked"]
+    assert saved[0]["verdict"] == "holds (as expected)"
+    assert saved[2]["verdict"] == "does not hold (not checked)"
+    frame = claims.gather("default")
+    assert list(frame.claim) == ["spillover", "flipped", "unchecked"]
+    md = (paths.figures_dir("default") / "claims.md").read_text()
+    assert "| 01_theory | spillover |" in md and "UNEXPECTED" in md
+    assert (tmp_path / "claims.csv").exists()
+
+
+def test_expectation_must_be_bool(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("01_theory", "test")
+    with pytest.raises(TypeError):
+        rec.check("c", statement="s", measure="m", value=1.0, outcome=True, expected="yes")
+    assert rec.path().parent.parent == tmp_path / "test"
+
+
+def test_rechecking_a_claim_replaces_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("02_x")
+    for v in (1.0, 2.0):
+        rec.check("c", statement="s", measure="m", value=v, outcome=True, expected=True)
+    assert [c.value for c in rec.claims] == [2.0]

@@ -1,0 +1,62 @@
+"""The notebooks' contract: clean, numbered without gaps, one parameters cell, valid profiles."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emgeo_utils import notebook, paths, run_notebooks
+
+NOTEBOOKS = run_notebooks.notebooks()
+PROFILES = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
+
+
+def test_notebooks_exist_numbered_without_gaps():
+    numbers = [int(nb.name[:2]) for nb in NOTEBOOKS]
+    assert numbers == list(range(len(numbers))), [nb.name for nb in NOTEBOOKS]
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", nb.name) for nb in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(nb: Path):
+    cells = json.loads(nb.read_text())["cells"]
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"{nb.name}: strip outputs"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_contract_cells(nb: Path):
+    cells = json.loads(nb.read_text())["cells"]
+    assert cells[0]["cell_type"] == "markdown", "a notebook opens with its claim, inputs, outputs and timing"
+    header = "".join(cells[0]["source"]).lower()
+    for word in ("claim", "reads", "writes", "figures", "time"):
+        assert word in header, f"{nb.name}: the opening cell should say {word!r}"
+    defaults = notebook.parameter_defaults(nb)
+    assert {"profile", "seed", "threads"} <= set(defaults)
+    assert defaults["profile"] == "default"
+    start = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    assert "start(" in "".join(cells[start + 1]["source"]), "the cell after parameters validates them"
+    assert "environment_report" in "".join(cells[-1]["source"]), "the last cell reports the environment"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_name_real_parameters(profile):
+    folder = paths.params_dir() / profile
+    stems = {nb.stem for nb in NOTEBOOKS}
+    for file in folder.glob("*.yaml"):
+        assert file.stem in stems, f"params/{profile}/{file.name} names no notebook"
+    for nb in NOTEBOOKS:
+        run_notebooks.profile_parameters(nb, profile)  # raises on unknown names or wrong types
+
+
+def test_bad_parameters_are_refused(tmp_path):
+    nb = NOTEBOOKS[0]
+    defaults = notebook.parameter_defaults(nb)
+    with pytest.raises(notebook.ParameterError, match="did you mean 'seed'"):
+        notebook.check_parameters(nb.stem, {"sed": 1}, source="x.yaml")
+    with pytest.raises(notebook.ParameterError, match="must be int"):
+        notebook.check_parameters(nb.stem, {"seed": "1"})
+    assert notebook.check_parameters(nb.stem, {})["seed"] == defaults["seed"]
