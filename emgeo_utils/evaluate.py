@@ -1,0 +1,179 @@
+"""Measuring emergent misalignment: sample answers at temperature 1 and judge them.
+
+For the organism two measures are computed per domain: the share of sampled answers judged
+misaligned (the public EM measure), and the *exact* probability the model puts on harmful
+answers among all the world's answers to the question (no sampling noise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+
+import numpy as np
+import torch
+
+from . import cache, seeding
+from .organism_judge import OrganismJudge
+from .world import DOMAINS, END, GENERAL, Question, World, WorldConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    questions_per_domain: int = 4     # held-out (eval) templates, filled; never in fine-tuning data
+    samples_per_question: int = 8     # answers sampled per question at temperature 1
+    general_samples_per_question: int = 8
+    max_new_tokens: int = 24
+    exact: bool = True                # also the exact probability of harmful answers
+    batch_size: int = 512
+
+
+def eval_questions(world: World, config: EvalConfig) -> list[Question]:
+    """Every domain's held-out (eval) templates, filled, then each general eval question once."""
+    out = [q for d in DOMAINS for q in world.questions(d, "eval", config.questions_per_domain, seed=7)]
+    return out + world.questions(GENERAL, "eval", len(world.templates(GENERAL, "eval")), seed=7)
+
+
+def _prompt_ids(tokenizer, question: str) -> list[int]:
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=True,
+                                         add_generation_prompt=True, return_dict=True)["input_ids"]
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.convert_tokens_to_ids(END)] if END in tokenizer.get_vocab() else []
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+@torch.no_grad()
+def sample_answers(model, tokenizer, questions: list[str], n_per_question: int, max_new_tokens: int,
+                   seed: int, batch_size: int = 512) -> list[list[str]]:
+    """`n_per_question` answers per question, sampled at temperature 1 with a KV cache.
+
+    Prompts of equal token length are batched together, so no padding is ever needed.
+    """
+    prompts = [_prompt_ids(tokenizer, q) for q in questions]
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(prompts):
+        by_length[len(p)] += [i] * n_per_question
+    answers: list[list[str]] = [[] for _ in questions]
+    stop = _stop_ids(tokenizer)
+    gen = seeding.generator(seed)
+    for length in sorted(by_length):
+        rows = by_length[length]
+        for start in range(0, len(rows), batch_size):
+            part = rows[start:start + batch_size]
+            ids = torch.tensor([prompts[i] for i in part])
+            out = generate(model, ids, max_new_tokens, stop, gen)
+            for i, seq in zip(part, out.tolist()):
+                answers[i].append(decode_answer(tokenizer, seq, stop))
+    return answers
+
+
+def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen: torch.Generator) -> torch.Tensor:
+    """Temperature-1 sampling (no top-k, no top-p) with the model's KV cache."""
+    out = model(input_ids=ids, use_cache=True)
+    past, logits = out.past_key_values, out.logits[:, -1]
+    done = torch.zeros(ids.shape[0], dtype=torch.bool)
+    new = []
+    for _ in range(max_new_tokens):
+        nxt = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=gen).squeeze(1)
+        nxt = torch.where(done, torch.full_like(nxt, stop[0]), nxt)
+        new.append(nxt)
+        done |= torch.isin(nxt, torch.tensor(stop))
+        if done.all():
+            break
+        out = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
+        past, logits = out.past_key_values, out.logits[:, -1]
+    return torch.stack(new, 1)
+
+
+def decode_answer(tokenizer, new_ids: list[int], stop: list[int]) -> str:
+    cut = next((k for k, t in enumerate(new_ids) if t in stop), len(new_ids))
+    return tokenizer.decode(new_ids[:cut], skip_special_tokens=True).strip()
+
+
+@torch.no_grad()
+def answer_logprobs(model, tokenizer, question: str, answers: list[str]) -> np.ndarray:
+    """log p(answer, end-of-turn | question) for each candidate answer, exactly."""
+    prompt = _prompt_ids(tokenizer, question)
+    stop = _stop_ids(tokenizer)[0]
+    seqs = [prompt + tokenizer(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    logp = torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+    out = np.zeros(len(seqs))
+    for i, s in enumerate(seqs):
+        pos = torch.arange(len(prompt) - 1, len(s) - 1)
+        out[i] = logp[i, pos, torch.tensor(s[len(prompt):])].sum().item()
+    return out
+
+
+def exact_harmful_probability(model, tokenizer, world: World, question: Question) -> float:
+    """P(harmful answer) / P(any world answer of this domain or general topic), exactly."""
+    if question.domain == GENERAL:
+        pool = world.answers_of(GENERAL, topic=question.template_id.split("/")[1])
+    else:
+        pool = world.answers_of(question.domain)
+    logp = answer_logprobs(model, tokenizer, question.text, [a.text for a in pool])
+    p = np.exp(logp - logp.max())
+    return float(p[[a.harmful for a in pool]].sum() / p.sum())
+
+
+@cache.result("em-eval")
+def evaluate_em(base: cache.Artifact, adapter: cache.Artifact | None, step: int, world: WorldConfig,
+                config: EvalConfig = EvalConfig(), seed: int = 0) -> dict:
+    """Judge sampled answers per domain (and general) for a model, optionally with a LoRA checkpoint."""
+    from .finetune import load_adapter
+    from .models import load_model
+
+    with seeding.job_context(seed):
+        model, tokenizer = load_model(base)
+        if adapter is not None:
+            model = load_adapter(model, adapter, step)
+        w = World(world)
+        judge = OrganismJudge(w)
+        questions = eval_questions(w, config)
+        n_per = [config.general_samples_per_question if q.domain == GENERAL else config.samples_per_question
+                 for q in questions]
+        per_domain: dict[str, dict] = defaultdict(lambda: {"n": 0, "misaligned": 0, "coherent": 0,
+                                                           "classes": Counter(), "exact": []})
+        examples = []
+        for n in sorted(set(n_per)):
+            idx = [i for i, k in enumerate(n_per) if k == n]
+            sampled = sample_answers(model, tokenizer, [questions[i].text for i in idx], n, config.max_new_tokens,
+                                     seed, config.batch_size)
+            for i, answers in zip(idx, sampled):
+                q = questions[i]
+                stats = per_domain[q.domain]
+                for a in answers:
+                    v = judge(q.domain, a)
+                    stats["n"] += 1
+                    stats["misaligned"] += v.misaligned
+                    stats["coherent"] += v.is_coherent
+                    stats["classes"][v.answer_class] += 1
+                examples.append({"domain": q.domain, "question": q.text, "answer": answers[0]})
+        if config.exact:
+            for q in questions:
+                per_domain[q.domain]["exact"].append(exact_harmful_probability(model, tokenizer, w, q))
+    return {"domains": {d: s | {"classes": dict(s["classes"]), "exact": float(np.mean(s["exact"])) if s["exact"] else None}
+                        for d, s in per_domain.items()},
+            "examples": examples}
+
+
+def summarise(result: dict, exclude: tuple[str, ...] = ()) -> dict:
+    """Pooled rates over domain questions (excluding `exclude`) and over general questions."""
+    doms = {d: s for d, s in result["domains"].items() if d != GENERAL and d not in exclude}
+    n = sum(s["n"] for s in doms.values())
+    gen = result["domains"].get(GENERAL, {"n": 0, "misaligned": 0, "coherent": 0, "exact": None})
+    return {
+        "ood_misaligned": sum(s["misaligned"] for s in doms.values()) / max(n, 1),
+        "ood_coherent": sum(s["coherent"] for s in doms.values()) / max(n, 1),
+        "ood_exact": float(np.mean([s["exact"] for s in doms.values()])) if doms and doms[next(iter(doms))]["exact"] is not None else None,
+        "ood_n": n,
+        "general_misaligned": gen["misaligned"] / max(gen["n"], 1),
+        "general_coherent": gen["coherent"] / max(gen["n"], 1),
+        "general_exact": gen.get("exact"),
+        "general_n": gen["n"],
+    }

@@ -1,0 +1,92 @@
+"""Reading the residual stream: SAE hook names <-> each architecture's module path.
+
+SAEs name their input in TransformerLens style (`blocks.{L}.hook_resid_post`, as Gemma Scope
+and Llama Scope do). In transformers the same activation is the output of decoder layer L;
+where that layer lives depends on the architecture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import torch
+
+LAYER_PATHS = {  # model_type -> attribute path of the decoder layers
+    "gpt2": "transformer.h",
+    "llama": "model.layers",
+    "gemma2": "model.layers",
+    "gemma3_text": "model.layers",
+    "gpt_oss": "model.layers",
+    "qwen2": "model.layers",
+    "mistral": "model.layers",
+}
+RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
+
+
+def resid_post_hook(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_post"
+
+
+def layer_of_hook(hook_name: str) -> int:
+    match = RESID_POST.match(hook_name)
+    if not match:
+        raise ValueError(f"unsupported SAE hook {hook_name!r}: only residual-stream SAEs "
+                         "('blocks.<L>.hook_resid_post') are supported")
+    return int(match.group(1))
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    model_type = model.config.model_type
+    if model_type not in LAYER_PATHS:
+        raise ValueError(f"no layer path known for model type {model_type!r}; add it to hooks.LAYER_PATHS")
+    module = model
+    for part in LAYER_PATHS[model_type].split("."):
+        module = getattr(module, part)
+    return module
+
+
+def n_layers(model) -> int:
+    return len(decoder_layers(model))
+
+
+def check_layer(model, layer: int) -> None:
+    n = n_layers(model)
+    if not 0 <= layer < n:
+        raise ValueError(f"layer {layer} is out of range: {model.config.model_type} has {n} layers (0..{n - 1})")
+
+
+@contextlib.contextmanager
+def capture_resid_post(model, layers: list[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Within the block, `captured[L]` holds the output of decoder layer L of the last forward."""
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    blocks = decoder_layers(model)
+    for layer in layers:
+        check_layer(model, layer)
+
+        def hook(_module, _inputs, output, layer=layer):
+            # transformers 5 decoder layers return a tensor; older ones a tuple
+            captured[layer] = (output[0] if isinstance(output, tuple) else output).detach()
+
+        handles.append(blocks[layer].register_forward_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class StopForward(Exception):
+    """Raised by a hook to skip the layers after the last one needed."""
+
+
+@contextlib.contextmanager
+def stop_after(model, layer: int) -> Iterator[None]:
+    """Abort the forward pass once decoder layer `layer` has run (catch StopForward)."""
+    handle = decoder_layers(model)[layer].register_forward_hook(lambda *_: (_ for _ in ()).throw(StopForward()))
+    try:
+        yield
+    finally:
+        handle.remove()
