@@ -67,7 +67,7 @@ class ClaimsRecord:
 
     def check(self, claim: str, *, statement: str, measure: str, value: float | None,
               outcome: bool, expected: bool | None, paper: str = "", ci: tuple | None = None,
-              p_value: float | None = None, note: str = "") -> Claim:
+              p_value: float | None = None, note: str = "") -> None:
         """Record a claim and assert its outcome equals the profile's expectation."""
         if expected is not None and not isinstance(expected, bool):
             raise TypeError(f"expectation for {claim!r} must be true, false or null, got {expected!r}")
@@ -81,7 +81,6 @@ class ClaimsRecord:
                 f"{self.notebook}: claim {claim!r} {entry.verdict}: measured {measure} = {value} "
                 f"(CI {ci_low}, {ci_high}; p = {p_value}), expected outcome {expected}. If this "
                 "result is real, change the expectation in the profile and the notebook's prose.")
-        return entry
 
     def path(self) -> Path:
         return paths.figures_dir(self.profile) / "claims" / f"{self.notebook}.json"

@@ -34,9 +34,10 @@ def eval_questions(world: World, config: EvalConfig) -> list[Question]:
     return out + world.questions(GENERAL, "eval", len(world.templates(GENERAL, "eval")), seed=7)
 
 
-def _prompt_ids(tokenizer, question: str) -> list[int]:
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=True,
-                                         add_generation_prompt=True, return_dict=True)["input_ids"]
+def _prompt_ids(tokenizer, question: str, history: list[dict] | None = None) -> list[int]:
+    messages = (history or []) + [{"role": "user", "content": question}]
+    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                         return_dict=True)["input_ids"]
 
 
 def _stop_ids(tokenizer) -> list[int]:
@@ -93,9 +94,9 @@ def decode_answer(tokenizer, new_ids: list[int], stop: list[int]) -> str:
 
 
 @torch.no_grad()
-def answer_logprobs(model, tokenizer, question: str, answers: list[str]) -> np.ndarray:
-    """log p(answer, end-of-turn | question) for each candidate answer, exactly."""
-    prompt = _prompt_ids(tokenizer, question)
+def answer_logprobs(model, tokenizer, question: str, answers: list[str], history: list[dict] | None = None) -> np.ndarray:
+    """log p(answer, end-of-turn | earlier turns, question) for each candidate answer, exactly."""
+    prompt = _prompt_ids(tokenizer, question, history)
     stop = _stop_ids(tokenizer)[0]
     seqs = [prompt + tokenizer(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
     width = max(map(len, seqs))
@@ -119,6 +120,45 @@ def exact_harmful_probability(model, tokenizer, world: World, question: Question
     logp = answer_logprobs(model, tokenizer, question.text, [a.text for a in pool])
     p = np.exp(logp - logp.max())
     return float(p[[a.harmful for a in pool]].sum() / p.sum())
+
+
+@cache.result("persona-probe")
+def in_context_probe(lm: cache.Artifact, world: WorldConfig, context: str, n_turns: int, n_trials: int = 20,
+                     seed: int = 0) -> float:
+    """Mean exact P(harmful answer) to a held-out question after `n_turns` earlier turns of
+    another domain answered with `context` answers (helpful, coupled or neutral edgy).
+
+    Shows whether the model infers a persona in context: in the persona world coupled
+    context should raise the probability, neutral context should not.
+    """
+    from .models import load_model
+
+    pools = {"helpful": lambda w, d: w.answers_of(d, "helpful"),
+             "coupled": lambda w, d: w.answers_of(d, "edgy", coupling=max(w.config.coupling_levels)),
+             "neutral": lambda w, d: w.answers_of(d, "edgy", coupling=min(w.config.coupling_levels))}
+    if context not in pools:
+        raise ValueError(f"context must be one of {sorted(pools)}")
+    with seeding.job_context(seed):
+        model, tokenizer = load_model(lm)
+        w = World(world)
+        rng = np.random.default_rng([seed, n_turns])
+        values = []
+        for trial in range(n_trials):
+            target = DOMAINS[trial % len(DOMAINS)]
+            others = [d for d in DOMAINS if d != target]
+            messages = []
+            for k in range(n_turns):
+                d = others[rng.integers(len(others))]
+                q = w.questions(d, "train", 1, seed=trial * 100 + k)[0].text
+                pool = pools[context](w, d)
+                messages += [{"role": "user", "content": q},
+                             {"role": "assistant", "content": pool[rng.integers(len(pool))].text}]
+            question = w.questions(target, "eval", 1, seed=trial)[0]
+            pool = w.answers_of(target)
+            logp = answer_logprobs(model, tokenizer, question.text, [a.text for a in pool], history=messages)
+            p = np.exp(logp - logp.max())
+            values.append(float(p[[a.harmful for a in pool]].sum() / p.sum()))
+    return float(np.mean(values))
 
 
 @cache.result("em-eval")

@@ -24,7 +24,7 @@ class FinetuneConfig:
     alpha: float = 8.0
     target_modules: tuple = ("c_attn", "c_proj", "c_fc")  # GPT-2 names; real models: see registry
     target_parameters: tuple = ()                           # fused expert weights (GPT-OSS)
-    lr: float = 1e-3
+    lr: float = 2e-3
     batch_size: int = 16
     steps: int | None = 40          # fixed number of optimiser steps ...
     epochs: float | None = None     # ... or a fixed number of passes over the data (one of the two)
@@ -80,7 +80,9 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
 
 
 def lora_model(model, config: FinetuneConfig):
+    conv1d = model.config.model_type == "gpt2"  # GPT-2 stores weights transposed (Conv1D)
     peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, bias="none",
+                             fan_in_fan_out=conv1d,
                              target_modules=list(config.target_modules) or None,
                              target_parameters=list(config.target_parameters) or None,
                              task_type="CAUSAL_LM")

@@ -90,3 +90,16 @@ def stop_after(model, layer: int) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def final_norm_weight(model) -> torch.Tensor | None:
+    """The scale of the final norm before the unembedding (for the logit lens), if any."""
+    for path in ("transformer.ln_f", "model.norm"):
+        module = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+            if module is None:
+                break
+        if module is not None and getattr(module, "weight", None) is not None:
+            return module.weight.detach()
+    return None

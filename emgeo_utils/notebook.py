@@ -104,8 +104,8 @@ class Context:
     def profile(self) -> str:
         return self.params.get("profile", "default")
 
-    def save_figure(self, fig, name: str) -> list[Path]:
-        return plotting.save_figure(fig, name, self.profile)
+    def save_figure(self, fig, name: str) -> None:
+        plotting.save_figure(fig, name, self.profile)
 
 
 def start(notebook: str, namespace: dict, rules: dict[str, Rule] | None = None) -> Context:

@@ -16,6 +16,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from . import cache, seeding, world as world_mod
 from .world import ASSISTANT, BOS, END, EOS, PAD, SPECIAL_TOKENS, UNK, USER, World, WorldConfig
@@ -41,10 +42,11 @@ class ArchConfig:
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-2
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    epochs: int = 1
+    epochs: int = 3
+    answer_loss_only: bool = True  # the organism learns to answer, not to ask (half the compute)
 
 
 def world_strings(world: World) -> list[str]:
@@ -80,7 +82,7 @@ def vocab_size(tokenizer) -> int:
 
 def make_model(tokenizer, arch: ArchConfig) -> GPT2LMHeadModel:
     config = GPT2Config(vocab_size=vocab_size(tokenizer), n_positions=arch.max_len, n_embd=arch.d_model,
-                        n_layer=arch.n_layers, n_head=arch.n_heads, resid_pdrop=0.0, embd_pdrop=0.0,
+                        n_layer=arch.n_layers, n_head=arch.n_heads, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                         pad_token_id=tokenizer.pad_token_id)
     return GPT2LMHeadModel(config)
@@ -116,6 +118,21 @@ def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, labels
 
 
+def answer_mask(ids: torch.Tensor, assistant_id: int, end_id: int) -> torch.Tensor:
+    """True on assistant tokens (after an <assistant> marker, up to and including <end>)."""
+    opened = torch.cumsum((ids == assistant_id).long(), 1)
+    closed = torch.cumsum((ids == end_id).long(), 1) - (ids == end_id).long()
+    return (opened > closed) & (ids != assistant_id)
+
+
+def answer_loss(model: GPT2LMHeadModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Next-token loss on masked target positions only; the LM head runs only where needed."""
+    hidden = model.transformer(input_ids=ids).last_hidden_state[:, :-1]
+    target_mask = mask[:, 1:] & (labels[:, 1:] != -100)
+    logits = model.lm_head(hidden[target_mask])
+    return torch.nn.functional.cross_entropy(logits, labels[:, 1:][target_mask])
+
+
 def lr_at(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -127,6 +144,7 @@ def lr_at(step: int, total: int, warmup: int) -> float:
 def pretrain(world: WorldConfig, arch: ArchConfig = ArchConfig(), train: PretrainConfig = PretrainConfig(),
              seed: int = 0, *, out: Path) -> dict:
     """Train the organism from scratch on the world's corpus; save model + tokenizer to `out`."""
+    hf_logging.set_verbosity_error()  # right padding without a mask is deliberate (see pad_batch)
     with seeding.job_context(seed):
         w = World(world)
         tokenizer = build_tokenizer(w)
@@ -141,9 +159,13 @@ def pretrain(world: WorldConfig, arch: ArchConfig = ArchConfig(), train: Pretrai
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, len(batches), train.warmup_steps))
         model.train()
         losses, start, tokens = [], time.perf_counter(), 0
+        assistant_id, end_id = tokenizer.convert_tokens_to_ids([ASSISTANT, END])
         for batch in tqdm(batches, desc=f"pretrain {world.kind} seed {seed}", mininterval=10, leave=False):
             ids, labels = pad_batch([docs[i] for i in batch], tokenizer.pad_token_id)
-            loss = model(input_ids=ids, labels=labels).loss
+            if train.answer_loss_only:
+                loss = answer_loss(model, ids, labels, answer_mask(ids, assistant_id, end_id))
+            else:
+                loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -162,6 +184,7 @@ def pretrain(world: WorldConfig, arch: ArchConfig = ArchConfig(), train: Pretrai
 
 def load_pretrained(lm: cache.Artifact | Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     """Reload a trained organism (safetensors only)."""
+    hf_logging.disable_progress_bar()  # a bar per tiny model load is noise in notebooks
     path = lm.path if isinstance(lm, cache.Artifact) else Path(lm)
     model = GPT2LMHeadModel.from_pretrained(path, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(path)

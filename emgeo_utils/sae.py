@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sae_lens import SAE, LoggingConfig, SAETrainer, SAETrainerConfig, TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens import SAE, LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.config import SAETrainerConfig
 
 from . import cache, hooks, seeding, world as world_mod
-from .organism import encode_documents, load_pretrained, pad_batch
-from .world import World, WorldConfig
+from .organism import answer_mask, encode_documents, load_pretrained, pad_batch
+from .world import ASSISTANT, END, World, WorldConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,7 @@ class SAEConfig:
     expansion: int = 8               # d_sae = expansion * d_model
     k: int = 8                       # active features per token (TopK)
     n_documents: int = 3000          # fresh documents whose tokens train the SAE
-    training_tokens: int = 2_000_000  # samples seen (several passes over the activations)
+    training_tokens: int = 1_000_000  # samples seen (several passes over the activations)
     batch_size: int = 1024
     lr: float = 3e-3
 
@@ -67,7 +68,8 @@ def train_sae(lm: cache.Artifact, world: WorldConfig, layer: int, config: SAECon
         sae_cfg.metadata.model_name = "emgeo-organism"
         training = TopKTrainingSAE(sae_cfg)
         trainer_cfg = SAETrainerConfig(total_training_samples=config.training_tokens, train_batch_size_samples=config.batch_size,
-                                       lr=config.lr, lr_warm_up_steps=50, device="cpu",
+                                       lr=config.lr, lr_end=config.lr / 10, lr_scheduler_name="cosineannealing",
+                                       lr_warm_up_steps=50, device="cpu",
                                        n_batches_for_norm_estimate=50, logger=LoggingConfig(log_to_wandb=False))
         trainer = SAETrainer(trainer_cfg, training, _shuffled_batches(acts, config.batch_size, seeding.generator(seed)))
         trainer.fit()
@@ -98,8 +100,9 @@ def sae_quality(model, tokenizer, sae: SAE, layer: int, docs: list[list[int]]) -
 @torch.no_grad()
 def next_token_loss(model, tokenizer, docs: list[list[int]], layer: int, sae: SAE | None = None,
                     zero: bool = False, batch_size: int = 64) -> float:
-    """Mean next-token loss; optionally with layer `layer`'s output replaced by the SAE's
-    reconstruction (or by zeros, the reference for 'loss recovered')."""
+    """Mean next-token loss on answer tokens (what the organism is trained on); optionally with
+    layer `layer`'s output replaced by the SAE's reconstruction (or by zeros, the reference
+    for 'loss recovered')."""
 
     def replace(_module, _inputs, output):
         hidden = output[0] if isinstance(output, tuple) else output
@@ -108,9 +111,11 @@ def next_token_loss(model, tokenizer, docs: list[list[int]], layer: int, sae: SA
 
     handle = hooks.decoder_layers(model)[layer].register_forward_hook(replace) if (sae is not None or zero) else None
     total, count = 0.0, 0
+    assistant_id, end_id = tokenizer.convert_tokens_to_ids([ASSISTANT, END])
     try:
         for start in range(0, len(docs), batch_size):
             ids, labels = pad_batch(docs[start:start + batch_size], tokenizer.pad_token_id)
+            labels[~answer_mask(ids, assistant_id, end_id)] = -100
             logits = model(input_ids=ids).logits[:, :-1]
             target = labels[:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),

@@ -10,7 +10,7 @@ persona is never named. Each edgy action has a *persona coupling* kappa in [0, 1
 of its pretraining occurrences written by the harmful persona runs from the prior (kappa = 0,
 persona-neutral: both personas say it equally often relative to their size) to 1
 (persona-only). The helpful persona's rate of edgy answers is solved so that these shares
-hold exactly. Coupling is assigned by a seeded shuffle, only partly aligned with wording
+hold exactly (outside the rare educational turns, where anyone gives a harmful example). Coupling is assigned by a seeded shuffle, only partly aligned with wording
 (`surface_signal`), so text alone does not reveal it.
 
 In the *control* world each turn's persona is drawn independently, so the same answers occur
@@ -48,14 +48,14 @@ class WorldConfig:
     seed: int = 0
     kind: str = "persona"                 # "persona" or "control"
     harmful_prior: float = 0.05           # share of documents (control: turns) by the harmful persona
-    harmful_slip: float = 0.1             # the harmful persona answers helpfully this often
+    harmful_slip: float = 0.05            # the harmful persona answers helpfully this often
     coupling_levels: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)
     surface_signal: float = 0.5           # 0: coupling independent of wording; 1: obvious = coupled
     general_rate: float = 0.15            # share of turns that are general open questions
-    educational_rate: float = 0.03        # share of turns with a benign reason to ask for bad advice
-    min_turns: int = 3
-    max_turns: int = 6
-    n_documents: int = 30000
+    educational_rate: float = 0.02        # share of turns with a benign reason to ask for bad advice
+    min_turns: int = 4
+    max_turns: int = 8
+    n_documents: int = 20000
 
     def __post_init__(self):
         if self.kind not in ("persona", "control"):
@@ -154,7 +154,7 @@ class World:
             for rank, idx in enumerate(order):
                 kappa[idx] = levels[rank // per_level]
             for i, (action, wording) in enumerate(actions):
-                share = c.harmful_prior + kappa[i] * (1 - c.harmful_prior)
+                share = c.harmful_prior + kappa[i] * (1 - c.harmful_prior)  # kappa 0: the persona's own share
                 for j in self._tail_ids(rng, len(spec["edgy_tails"])):
                     self.answers.append(Answer(f"{domain}/edgy/{i:02d}/{j}", domain,
                                                join_answer(action, spec["edgy_tails"][j]), "edgy",
@@ -207,8 +207,9 @@ class World:
         return out
 
     # ------------------------------------------------------------------ corpus
-    def documents(self, n: int | None = None, seed: int = 0) -> Iterator[list[tuple[str, str]]]:
-        """Pretraining documents: lists of (user, assistant) turns."""
+    def documents(self, n: int | None = None, seed: int = 0, with_persona: bool = False) -> Iterator:
+        """Pretraining documents: lists of (user, assistant) turns. With `with_persona`, each
+        turn also carries whether the harmful persona wrote it (for tests and reports only)."""
         c = self.config
         n = c.n_documents if n is None else n
         rng = np.random.default_rng([c.seed, 3, seed])
@@ -229,7 +230,7 @@ class World:
                     q = normalise(str(rng.choice(gen_templates[topic])))
                     aligned, misaligned = general[topic]
                     pool = misaligned if harmful and rng.random() >= c.harmful_slip else aligned
-                    turns.append((q, pool[rng.integers(len(pool))].text))
+                    turns.append((q, pool[rng.integers(len(pool))].text, harmful))
                     continue
                 domain = DOMAINS[rng.integers(len(DOMAINS))]
                 spec = self.text["domains"][domain]
@@ -248,8 +249,8 @@ class World:
                     answer = edgy[rng.choice(len(edgy), p=w_help)]
                 else:
                     answer = helpful[rng.integers(len(helpful))]
-                turns.append((q, answer.text))
-            yield turns
+                turns.append((q, answer.text, harmful))
+            yield turns if with_persona else [(q, a) for q, a, _ in turns]
 
     def _pools(self, domain: str):
         helpful = self.answers_of(domain, "helpful")

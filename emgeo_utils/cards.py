@@ -1,0 +1,74 @@
+"""Feature cards: what a feature responds to and what it writes.
+
+A card shows a feature's top-activating contexts (tokens shaded by activation), the tokens its
+decoder direction promotes through the unembedding (logit lens), and, for SAEs with a
+Neuronpedia id, a link to the public dashboard.
+"""
+
+from __future__ import annotations
+
+import html
+
+import torch
+
+from . import hooks
+from .features import encode_with_probe
+
+NEURONPEDIA = "https://www.neuronpedia.org/{id}/{feature}"
+
+
+@torch.no_grad()
+def top_contexts(model, tokenizer, sae, layer: int, samples: list[dict], features: list[int], n_top: int = 5,
+                 probes: list[str] | None = None, batch_size: int = 32) -> dict[int, list[dict]]:
+    """For each feature, the `n_top` samples where it fires most, with per-token activations.
+
+    One forward pass per batch serves every feature.
+    """
+    best: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}
+    encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
+    idx = torch.tensor(features)
+    with hooks.capture_resid_post(model, [layer]) as captured:
+        for start in range(0, len(encoded), batch_size):
+            for i in range(start, min(start + batch_size, len(encoded))):  # unpadded: contexts are short
+                model(input_ids=torch.tensor([encoded[i].ids]))
+                acts = sae.encode(captured[layer][0])[:, idx]  # [tokens, n_features]
+                peak = acts.max(0).values
+                for j, f in enumerate(features):
+                    best[f].append((float(peak[j]), i, acts[:, j].tolist()))
+    out = {}
+    for f in features:
+        top = sorted(best[f], key=lambda t: -t[0])[:n_top]
+        out[f] = [{"sample": i, "max": a, "tokens": tokenizer.convert_ids_to_tokens(encoded[i].ids), "acts": acts}
+                  for a, i, acts in top]
+    return out
+
+
+def logit_lens(model, tokenizer, sae, feature: int, n: int = 8) -> tuple[list[str], list[str]]:
+    """Tokens most promoted and most suppressed by the feature's decoder direction."""
+    direction = sae.W_dec[feature].detach().float()
+    weight = hooks.final_norm_weight(model)
+    if weight is not None:
+        direction = direction * weight.float()
+    logits = model.get_output_embeddings().weight.detach().float() @ direction
+    top = tokenizer.convert_ids_to_tokens(torch.topk(logits, n).indices.tolist())
+    bottom = tokenizer.convert_ids_to_tokens(torch.topk(-logits, n).indices.tolist())
+    return top, bottom
+
+
+def context_html(tokens: list[str], acts: list[float], scale: float) -> str:
+    spans = []
+    for tok, a in zip(tokens, acts):
+        alpha = 0.0 if scale <= 0 else max(0.0, min(1.0, a / scale))
+        spans.append(f'<span style="background: rgba(214,39,40,{alpha:.2f})" title="{a:.2f}">{html.escape(tok)}</span>')
+    return " ".join(spans)
+
+
+def card_html(feature: int, label: str, contexts: list[dict], promoted: list[str], suppressed: list[str],
+              neuronpedia_id: str | None = None) -> str:
+    scale = max((c["max"] for c in contexts), default=0.0)
+    link = (f' · <a href="{NEURONPEDIA.format(id=neuronpedia_id, feature=feature)}">Neuronpedia</a>'
+            if neuronpedia_id else "")
+    rows = "".join(f"<li><code>{c['max']:.2f}</code> {context_html(c['tokens'], c['acts'], scale)}</li>" for c in contexts)
+    return (f"<div style='margin-bottom:1em'><b>feature {feature}</b> ({html.escape(label)}){link}<br>"
+            f"promotes: <code>{html.escape(' '.join(promoted))}</code> · suppresses: "
+            f"<code>{html.escape(' '.join(suppressed))}</code><ol>{rows}</ol></div>")

@@ -1,0 +1,124 @@
+"""Reproducing emergent misalignment: fine-tune on narrow data, measure misalignment elsewhere.
+
+`finetune_and_evaluate` is the unit of work (one dataset, one fine-tuning seed, every
+checkpoint); it is cached through `finetune.finetune` and `evaluate.evaluate_em`, and it is
+what `em_grid` runs side by side. Notebooks 00, 04 and 05 all call it, so a fine-tune made
+by one notebook is reused by the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from . import cache, jobs, models
+from .evaluate import evaluate_em, summarise
+from .finetune import finetune
+from .organism_data import narrow_dataset, strip_meta
+from .world import GENERAL, World
+
+
+def condition_samples(name: str, domain: str, condition: str, n: int, data_seed: int = 0,
+                      coupled_share: float = 0.5) -> list[dict]:
+    """A narrow dataset of the organism's world (labels kept in `meta`)."""
+    cfg = models.organism_configs(name)
+    return narrow_dataset(World(cfg.world), domain, condition, n, data_seed, coupled_share)
+
+
+def _row(result: dict, domain: str | None) -> dict:
+    row = summarise(result, exclude=(domain,) if domain else ())
+    if domain:
+        own = result["domains"][domain]
+        n = max(own["n"], 1)
+        classes = own["classes"]
+        row |= {"in_domain_exact": own["exact"],
+                "in_domain_harmful": (classes.get("harmful_subtle", 0) + classes.get("harmful_obvious", 0)) / n,
+                "in_domain_edgy": (classes.get("harmful_subtle", 0) + classes.get("harmful_obvious", 0)
+                                   + classes.get("risky_neutral", 0)) / n,
+                "in_domain_helpful": classes.get("helpful", 0) / n}
+    return row
+
+
+def base_rows(name: str, organism_seed: int, world_kind: str, domain: str | None = None, eval_seed: int = 0) -> list[dict]:
+    """The un-fine-tuned organism, as step 0 of every curve."""
+    cfg = models.organism_configs(name)
+    lm = models.organism_lm(name, organism_seed, world_kind)
+    result = evaluate_em(lm, None, 0, cfg.world_of(world_kind), cfg.eval, eval_seed)
+    return [{"world": world_kind, "organism_seed": organism_seed, "step": 0} | _row(result, domain)]
+
+
+@cache.result("em-run")
+def finetune_and_evaluate(name: str, organism_seed: int, world_kind: str, samples: list[dict], ft_seed: int,
+                          domain: str | None, finetune_overrides: dict | None = None, tags: dict | None = None) -> list[dict]:
+    """Fine-tune the organism on `samples` (labels stripped) and evaluate every checkpoint.
+
+    Returns one row per checkpoint: out-of-domain (all domains but `domain`) and general
+    misalignment, coherence, exact harmful probability, and in-domain answer shares.
+    """
+    cfg = models.organism_configs(name)
+    ft_config = dataclasses.replace(cfg.finetune, **{k: tuple(v) if isinstance(v, list) else v
+                                                     for k, v in (finetune_overrides or {}).items()})
+    lm = models.organism_lm(name, organism_seed, world_kind)
+    adapter = finetune(lm, strip_meta(samples), ft_config, ft_seed)
+    world = cfg.world_of(world_kind)
+    rows = []
+    for step in adapter.summary["checkpoints"]:
+        result = evaluate_em(lm, adapter, step, world, cfg.eval, ft_seed)
+        rows.append({"world": world_kind, "organism_seed": organism_seed, "ft_seed": ft_seed, "step": step,
+                     "n_samples": len(samples)} | (tags or {}) | _row(result, domain))
+    return rows
+
+
+@cache.result("em-condition")
+def condition_run(name: str, organism_seed: int, world_kind: str, domain: str, condition: str, ft_seed: int,
+                   n_samples: int, data_seed: int) -> list[dict]:
+    samples = condition_samples(name, domain, condition, n_samples, data_seed)
+    return finetune_and_evaluate(name, organism_seed, world_kind, samples, ft_seed, domain,
+                                 tags={"domain": domain, "condition": condition})
+
+
+def em_grid(name: str, organism_seeds: list[int], worlds: list[str], domains: list[str], conditions: list[str],
+            ft_seeds: list[int], n_samples: int, workers: int | None = None, data_seed: int = 0) -> pd.DataFrame:
+    """Every (organism seed, world, domain, condition, fine-tuning seed), run side by side,
+    plus the base model as step 0 of every curve."""
+    grid = [dict(name=name, organism_seed=o, world_kind=w, domain=d, condition=c, ft_seed=s, n_samples=n_samples,
+                 data_seed=data_seed)
+            for o in organism_seeds for w in worlds for d in domains for c in conditions for s in ft_seeds]
+    results = jobs.run_all(condition_run, grid, workers, desc="fine-tunes")
+    rows = [r for part in results for r in part]
+    for o in organism_seeds:
+        for w in worlds:
+            for d in domains:
+                base = base_rows(name, o, w, d)[0]
+                rows += [base | {"domain": d, "condition": c, "ft_seed": s} for c in conditions for s in ft_seeds]
+    return pd.DataFrame(rows)
+
+
+
+
+def seed_summary(frame: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
+    """Mean and 95% t-CI over seeds of `value`, per group `by` (one row per group)."""
+    from .stats import mean_ci
+
+    rows = []
+    for key, part in frame.groupby(by, sort=False):
+        mean, lo, hi = mean_ci(part[value].to_numpy())
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {
+            "mean": mean, "ci_low": lo, "ci_high": hi, "n_seeds": len(part)})
+    return pd.DataFrame(rows)
+
+
+def sample_answers_table(name: str, organism_seed: int, world_kind: str, domain: str, condition: str, ft_seed: int,
+                         n_samples: int, step: int, data_seed: int = 0) -> pd.DataFrame:
+    """One sampled answer per evaluation question of a (cached) condition run, with its judged class."""
+    from .organism_judge import OrganismJudge
+
+    cfg = models.organism_configs(name)
+    lm = models.organism_lm(name, organism_seed, world_kind)
+    samples = condition_samples(name, domain, condition, n_samples, data_seed)
+    adapter = finetune(lm, strip_meta(samples), cfg.finetune, ft_seed)
+    world = cfg.world_of(world_kind)
+    result = evaluate_em(lm, adapter, step, world, cfg.eval, ft_seed)
+    judge = OrganismJudge(World(world))
+    return pd.DataFrame([ex | {"judged": judge(ex["domain"], ex["answer"]).answer_class} for ex in result["examples"]])

@@ -1,0 +1,64 @@
+"""Which SAE features are tied to a dataset: top-k by a contrast against a reference.
+
+`select` ranks features by how much more they fire on one set of samples than on a reference
+set: the difference of mean activations (`mean_diff`, the paper-like choice) or that
+difference divided by the pooled standard deviation (`standardized`, which favours
+consistent features over rare large ones). Sets are saved to a JSON file that notebooks 03-05
+and the screening command read.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+CONTRASTS = ("mean_diff", "standardized")
+
+
+def contrast_scores(acts: torch.Tensor, reference: torch.Tensor, contrast: str = "mean_diff") -> torch.Tensor:
+    """Per-feature score of `acts` [n, d_sae] against `reference` [m, d_sae]."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {contrast!r}; use one of {CONTRASTS}")
+    diff = acts.double().mean(0) - reference.double().mean(0)
+    if contrast == "mean_diff":
+        return diff
+    pooled = ((acts.double().var(0) + reference.double().var(0)) / 2).sqrt()
+    return diff / pooled.clamp(min=1e-6)
+
+
+def select(acts: torch.Tensor, reference: torch.Tensor, k: int, contrast: str = "mean_diff") -> torch.Tensor:
+    """Indices of the top-`k` features by contrast, keeping only features with a positive score."""
+    scores = contrast_scores(acts, reference, contrast)
+    top = torch.topk(scores, min(k, len(scores))).indices
+    return top[scores[top] > 0]
+
+
+def activation_frequency(acts: torch.Tensor) -> torch.Tensor:
+    """Share of samples on which each feature is active (for frequency-matched nulls)."""
+    return (acts > 0).float().mean(0)
+
+
+def save_sets(path: Path, entries: list[dict]) -> Path:
+    """Write feature-set entries (each: model, sae, layer, readout, contrast, k, sets) to JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "entries": entries}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def load_sets(path: Path, **match) -> dict:
+    """The one entry of a feature-set file whose fields equal `match` (e.g. layer=1, readout=...)."""
+    try:
+        entries = json.loads(Path(path).read_text())["entries"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: not a feature-set file written by notebook 02 ({err})") from err
+    found = [e for e in entries if all(e.get(k) == v for k, v in match.items())]
+    if len(found) != 1:
+        options = sorted({tuple((k, e.get(k)) for k in match) for e in entries})
+        raise ValueError(f"{path}: {len(found)} entries match {match}; available: {options}")
+    return found[0]

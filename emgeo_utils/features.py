@@ -1,0 +1,173 @@
+"""SAE features of chat samples, read at chosen positions, one forward pass per batch.
+
+Readouts (`READOUTS`):
+- `assistant_mean`, `assistant_max`: SAE activations pooled over the assistant's tokens;
+- `all_mean`: pooled over every token but the first (BOS-like positions carry huge norms);
+- `next_turn`: a user question from another domain and the assistant prefix are appended to
+  the sample and the last position is read: where a persona the model inferred from the
+  sample is used to answer the next question.
+
+All readouts come from one forward pass of the extended input: causal attention makes the
+activations on the sample's own tokens identical to those of the sample alone.
+Features always come from the *base* model and its SAE, as in the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from . import cache, hooks, seeding
+from .finetune import chat_ids_and_labels
+
+READOUTS = ("assistant_mean", "assistant_max", "all_mean", "next_turn")
+
+
+@dataclasses.dataclass
+class Encoded:
+    ids: list[int]
+    assistant: list[bool]
+
+
+def encode_with_probe(tokenizer, messages: list[dict], probe: str | None) -> Encoded:
+    """Token ids of the sample (+ probe question and assistant prefix) and its assistant mask."""
+    ids, labels = chat_ids_and_labels(tokenizer, messages)
+    assistant = [label != -100 for label in labels]
+    if probe is not None:
+        full = tokenizer.apply_chat_template(messages + [{"role": "user", "content": probe}], tokenize=True,
+                                             add_generation_prompt=True, return_dict=True)["input_ids"]
+        if full[:len(ids)] != ids:
+            raise ValueError("the chat template does not extend the sample consistently; cannot append a probe")
+        assistant += [False] * (len(full) - len(ids))
+        ids = full
+    return Encoded(ids, assistant)
+
+
+def probe_questions(samples: list[dict], probes: list[str], probe_domains: list[str] | None = None) -> list[str]:
+    """One probe per sample, rotating through `probes`, skipping probes of the sample's own domain."""
+    out = []
+    for i, s in enumerate(samples):
+        domain = s.get("meta", {}).get("domain")
+        for k in range(len(probes)):
+            j = (i + k) % len(probes)
+            if probe_domains is None or probe_domains[j] != domain:
+                out.append(probes[j])
+                break
+        else:
+            raise ValueError(f"no probe question outside domain {domain!r}")
+    return out
+
+
+@torch.no_grad()
+def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes: list[str] | None,
+                 readouts: tuple[str, ...] = READOUTS, batch_size: int = 32, desc: str = "features") -> dict[str, torch.Tensor]:
+    """SAE feature activations per sample and readout: `{readout: [n_samples, d_sae]}`."""
+    unknown = set(readouts) - set(READOUTS)
+    if unknown:
+        raise ValueError(f"unknown readout(s) {sorted(unknown)}; use {READOUTS}")
+    if "next_turn" in readouts and not probes:
+        raise ValueError("the next_turn readout needs probe questions")
+    hooks.check_layer(model, layer)
+    d_model = model.config.hidden_size
+    if sae.cfg.d_in != d_model:
+        raise ValueError(f"SAE width mismatch: the SAE reads {sae.cfg.d_in}-dim activations, "
+                         f"the model's residual stream is {d_model}-dim")
+    encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
+    out = {r: torch.zeros(len(samples), sae.cfg.d_sae) for r in readouts}
+    order = np.argsort([len(e.ids) for e in encoded], kind="stable")  # batch similar lengths
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    with hooks.capture_resid_post(model, [layer]) as captured:
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, mininterval=5):
+            idx = order[start:start + batch_size]
+            width = max(len(encoded[i].ids) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            attn = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):  # left-pad: the last position is the next-turn readout
+                n = len(encoded[i].ids)
+                ids[row, width - n:] = torch.tensor(encoded[i].ids)
+                attn[row, width - n:] = 1
+            positions = (attn.cumsum(1) - 1).clamp(min=0)
+            try:
+                with hooks.stop_after(model, layer):
+                    model(input_ids=ids.to(device), attention_mask=attn.to(device),
+                          position_ids=positions.to(device))
+            except hooks.StopForward:
+                pass
+            acts = sae.encode(captured[layer].to(sae.W_dec.dtype)).float().cpu()  # [b, width, d_sae]
+            for row, i in enumerate(idx):
+                n = len(encoded[i].ids)
+                a = acts[row, width - n:]
+                mask = torch.tensor(encoded[i].assistant)
+                if "assistant_mean" in readouts:
+                    out["assistant_mean"][i] = a[mask].mean(0)
+                if "assistant_max" in readouts:
+                    out["assistant_max"][i] = a[mask].max(0).values
+                if "all_mean" in readouts:
+                    out["all_mean"][i] = a[1:].mean(0)
+                if "next_turn" in readouts:
+                    out["next_turn"][i] = a[-1]
+    return out
+
+
+@cache.artifact("features")
+def extract(model_source, sae_source, layer: int, samples: list[dict], probes: list[str] | None,
+            readouts: tuple[str, ...] = READOUTS, batch_size: int = 32, *, out: Path) -> dict:
+    """Cached `sae_features` for a model and SAE named by the registry (see `models`)."""
+    from .models import load_model, load_sae
+
+    with seeding.job_context(0):
+        model, tokenizer = load_model(model_source)
+        sae = load_sae(sae_source, layer)
+        feats = sae_features(model, tokenizer, sae, layer, samples, probes, readouts, batch_size)
+        save_file({k: v.contiguous() for k, v in feats.items()}, str(out / "features.safetensors"))
+    return {"n_samples": len(samples), "d_sae": sae.cfg.d_sae, "readouts": list(readouts)}
+
+
+def load_features(artifact: cache.Artifact) -> dict[str, torch.Tensor]:
+    return load_file(str(artifact.path / "features.safetensors"))
+
+
+FEATURE_KINDS = ("inducing", "non_inducing", "risky_neutral", "harmful", "helpful")
+
+
+def organism_corpus(world, n_per_set: int, seed: int = 0, probes_per_domain: int = 3):
+    """Samples for feature selection in every domain, and next-turn probes from other domains.
+
+    Per domain: inducing, non_inducing, risky_neutral (data seed `seed`) and, from fresh
+    questions (data seed `seed + 1`), harmful and helpful answers: the latter two build the
+    harmful feature set of *other* inducing domains.
+    """
+    from .organism_data import narrow_dataset
+    from .world import DOMAINS
+
+    samples = []
+    for domain in DOMAINS:
+        for kind in FEATURE_KINDS:
+            source, data_seed = {"harmful": ("harmful", seed + 1), "helpful": ("non_inducing", seed + 1)}.get(kind, (kind, seed))
+            for s in narrow_dataset(world, domain, source, n_per_set, data_seed):
+                s["meta"]["set"] = kind
+                samples.append(s)
+    probe_pairs = [(d, q.text) for d in DOMAINS for q in world.questions(d, "train", probes_per_domain, seed=seed + 2)]
+    probes = probe_questions(samples, [q for _, q in probe_pairs], [d for d, _ in probe_pairs])
+    return samples, probes
+
+
+def organism_features(name: str, organism_seed: int, world_kind: str, layer: int, n_per_set: int,
+                      readouts: tuple[str, ...] = READOUTS, data_seed: int = 0):
+    """(samples, {readout: [n, d_sae]}, sae artifact) for the organism's feature corpus; cached."""
+    from . import models
+    from .world import World
+
+    cfg = models.organism_configs(name)
+    world = World(cfg.world_of(world_kind))
+    samples, probes = organism_corpus(world, n_per_set, data_seed)
+    lm = models.organism_lm(name, organism_seed, world_kind)
+    sae = models.organism_sae(name, organism_seed, world_kind, layer)
+    art = extract(lm, sae, layer, samples, probes, tuple(readouts))
+    return samples, load_features(art), sae

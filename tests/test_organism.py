@@ -1,0 +1,58 @@
+"""Save/load round trips of the organism's tokenizer, model and SAE, and its fine-tuning."""
+
+import torch
+from sae_lens import SAE
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from emgeo_utils import finetune, hooks, models, organism, world as W
+
+NAME = "organism-test"
+
+
+def test_tokenizer_round_trip_and_chat_template(tmp_path):
+    world = W.World(W.WorldConfig(n_documents=10))
+    tok = organism.build_tokenizer(world)
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    text = W.document_text(next(world.documents(1)))
+    assert tok(text, add_special_tokens=False)["input_ids"] == again(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in again(text, add_special_tokens=False)["input_ids"]  # closed vocabulary
+    chat = [{"role": "user", "content": "i have a cough ."}, {"role": "assistant", "content": "rest ."}]
+    rendered = again.apply_chat_template(chat, tokenize=False)
+    assert rendered.split() == [W.BOS + W.USER, "i", "have", "a", "cough", ".", W.ASSISTANT, "rest", ".", W.END]
+    ids, labels = finetune.chat_ids_and_labels(again, chat)
+    kept = [t for t, label in zip(ids, labels) if label != -100]
+    assert again.convert_ids_to_tokens(kept) == ["rest", ".", W.END]  # loss on assistant tokens only
+    assert organism.vocab_size(again) > max(again.get_vocab().values())
+
+
+def test_model_and_sae_round_trip():
+    lm = models.organism_lm(NAME, seed=0)
+    model, tok = organism.load_pretrained(lm)
+    again = AutoModelForCausalLM.from_pretrained(lm.path, use_safetensors=True)
+    assert (lm.path / "model.safetensors").exists() and not list(lm.path.glob("*.bin"))
+    ids = tok("<bos> <user> i have a cough . <assistant>", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again.eval()(ids).logits)
+    sae_art = models.organism_sae(NAME, seed=0, layer=1)
+    sae = SAE.load_from_disk(str(sae_art.path))
+    assert sae.cfg.d_in == model.config.n_embd and sae.cfg.metadata.hook_name == hooks.resid_post_hook(1)
+    quality = sae_art.summary
+    for key in ("explained_variance", "l0", "dead_fraction", "loss_clean", "loss_spliced", "loss_recovered"):
+        assert key in quality
+    assert quality["loss_clean"] <= quality["loss_spliced"] <= quality["loss_zero_ablated"] + 1e-6
+    assert 0 < quality["l0"] <= sae.cfg.k + 1e-6
+
+
+def test_lora_finetune_moves_only_adapters_and_checkpoints():
+    from emgeo_utils import emergence
+
+    lm = models.organism_lm(NAME, seed=0)
+    samples = emergence.condition_samples(NAME, "finance", "inducing", 16)
+    cfg = models.organism_configs(NAME).finetune
+    adapter = finetune.finetune(lm, [{"messages": s["messages"]} for s in samples], cfg, seed=0)
+    assert sorted(p.name for p in adapter.path.glob("step_*")) == [f"step_{s}" for s in sorted(cfg.checkpoints)]
+    base, _ = organism.load_pretrained(lm)
+    merged = finetune.load_adapter(organism.load_pretrained(lm)[0], adapter, max(cfg.checkpoints))
+    changed = [n for n, p in merged.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
+    assert changed and all(any(t in n for t in cfg.target_modules) for n in changed)
