@@ -73,7 +73,7 @@ def sample_answers(model, tokenizer, questions: list[str], n_per_question: int, 
 def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen: torch.Generator) -> torch.Tensor:
     """Temperature-1 sampling (no top-k, no top-p) with the model's KV cache."""
     out = model(input_ids=ids, use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1]
+    past, logits = out.cache, out.logits[:, -1]
     done = torch.zeros(ids.shape[0], dtype=torch.bool)
     new = []
     for _ in range(max_new_tokens):
@@ -83,8 +83,8 @@ def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen
         done |= torch.isin(nxt, torch.tensor(stop))
         if done.all():
             break
-        out = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
+        out = model(input_ids=nxt[:, None], cache=past, use_cache=True)
+        past, logits = out.cache, out.logits[:, -1]
     return torch.stack(new, 1)
 
 

@@ -62,3 +62,25 @@ def load_sets(path: Path, **match) -> dict:
         options = sorted({tuple((k, e.get(k)) for k in match) for e in entries})
         raise ValueError(f"{path}: {len(found)} entries match {match}; available: {options}")
     return found[0]
+
+
+def masks(samples: list[dict], domain: str) -> dict[str, torch.Tensor]:
+    """Boolean sample masks of the organism corpus (see `features.organism_corpus`) for one
+    inducing domain: its inducing / non-inducing / risky-neutral samples, and harmful / helpful
+    samples of every *other* domain (so harmful features are never read off the inducing domain)."""
+    sets = [s["meta"]["set"] for s in samples]
+    domains = [s["meta"]["domain"] for s in samples]
+    own = torch.tensor([d == domain for d in domains])
+    kind = {k: torch.tensor([s == k for s in sets]) for k in set(sets)}
+    return {"inducing": kind["inducing"] & own, "non_inducing": kind["non_inducing"] & own,
+            "risky_neutral": kind["risky_neutral"] & own, "harmful": kind["harmful"] & ~own,
+            "helpful": kind["helpful"] & ~own}
+
+
+def domain_sets(acts: torch.Tensor, samples: list[dict], domain: str, k: int, contrast: str = "mean_diff") -> dict:
+    """The three feature sets the paper compares, for one inducing domain:
+    inducing (vs non-inducing), non-inducing (vs inducing), harmful (vs helpful, other domains)."""
+    m = masks(samples, domain)
+    return {"inducing": select(acts[m["inducing"]], acts[m["non_inducing"]], k, contrast),
+            "non_inducing": select(acts[m["non_inducing"]], acts[m["inducing"]], k, contrast),
+            "harmful": select(acts[m["harmful"]], acts[m["helpful"]], k, contrast)}

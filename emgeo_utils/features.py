@@ -66,7 +66,8 @@ def probe_questions(samples: list[dict], probes: list[str], probe_domains: list[
 @torch.no_grad()
 def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes: list[str] | None,
                  readouts: tuple[str, ...] = READOUTS, batch_size: int = 32, desc: str = "features") -> dict[str, torch.Tensor]:
-    """SAE feature activations per sample and readout: `{readout: [n_samples, d_sae]}`."""
+    """SAE feature activations per sample and readout: `{readout: [n_samples, d_sae]}`, plus the raw
+    residual stream pooled the same way under `resid:<readout>` (for persona-vector baselines)."""
     unknown = set(readouts) - set(READOUTS)
     if unknown:
         raise ValueError(f"unknown readout(s) {sorted(unknown)}; use {READOUTS}")
@@ -79,6 +80,7 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
                          f"the model's residual stream is {d_model}-dim")
     encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
     out = {r: torch.zeros(len(samples), sae.cfg.d_sae) for r in readouts}
+    out |= {f"resid:{r}": torch.zeros(len(samples), d_model) for r in readouts}  # for persona vectors
     order = np.argsort([len(e.ids) for e in encoded], kind="stable")  # batch similar lengths
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
@@ -99,19 +101,16 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
                           position_ids=positions.to(device))
             except hooks.StopForward:
                 pass
+            resid = captured[layer].float().cpu()
             acts = sae.encode(captured[layer].to(sae.W_dec.dtype)).float().cpu()  # [b, width, d_sae]
             for row, i in enumerate(idx):
                 n = len(encoded[i].ids)
-                a = acts[row, width - n:]
                 mask = torch.tensor(encoded[i].assistant)
-                if "assistant_mean" in readouts:
-                    out["assistant_mean"][i] = a[mask].mean(0)
-                if "assistant_max" in readouts:
-                    out["assistant_max"][i] = a[mask].max(0).values
-                if "all_mean" in readouts:
-                    out["all_mean"][i] = a[1:].mean(0)
-                if "next_turn" in readouts:
-                    out["next_turn"][i] = a[-1]
+                for prefix, values in (("", acts[row, width - n:]), ("resid:", resid[row, width - n:])):
+                    pooled = {"assistant_mean": lambda v: v[mask].mean(0), "assistant_max": lambda v: v[mask].max(0).values,
+                              "all_mean": lambda v: v[1:].mean(0), "next_turn": lambda v: v[-1]}
+                    for r in readouts:
+                        out[prefix + r][i] = pooled[r](values)
     return out
 
 
@@ -158,9 +157,17 @@ def organism_corpus(world, n_per_set: int, seed: int = 0, probes_per_domain: int
     return samples, probes
 
 
+def split_residual(feats: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """({readout: SAE features}, {readout: residual stream}) from what `sae_features` returns."""
+    sae = {k: v for k, v in feats.items() if not k.startswith("resid:")}
+    resid = {k.removeprefix("resid:"): v for k, v in feats.items() if k.startswith("resid:")}
+    return sae, resid
+
+
 def organism_features(name: str, organism_seed: int, world_kind: str, layer: int, n_per_set: int,
-                      readouts: tuple[str, ...] = READOUTS, data_seed: int = 0):
-    """(samples, {readout: [n, d_sae]}, sae artifact) for the organism's feature corpus; cached."""
+                      readouts: tuple[str, ...] = READOUTS, data_seed: int = 0, with_residual: bool = False):
+    """(samples, {readout: [n, d_sae]}, sae artifact) for the organism's feature corpus; cached.
+    With `with_residual`, the third item is the residual-stream dict and the SAE artifact is fourth."""
     from . import models
     from .world import World
 
@@ -170,4 +177,5 @@ def organism_features(name: str, organism_seed: int, world_kind: str, layer: int
     lm = models.organism_lm(name, organism_seed, world_kind)
     sae = models.organism_sae(name, organism_seed, world_kind, layer)
     art = extract(lm, sae, layer, samples, probes, tuple(readouts))
-    return samples, load_features(art), sae
+    feats, resid = split_residual(load_features(art))
+    return (samples, feats, resid, sae) if with_residual else (samples, feats, sae)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
 
 from . import cache, seeding
+
+# peft 0.21 reads a transformers attribute deprecated in 5.x on every save and load; harmless here
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,164 @@
+"""Reading fine-tuning and evaluation data, with errors that say which file, line and field.
+
+Formats:
+- **chat JSONL** (public EM datasets: insecure / secure / educational code, bad medical advice,
+  ...): one JSON object per line, `{"messages": [{"role": "user"|"assistant"|"system",
+  "content": "..."}, ...]}`;
+- **OpenAI persona-features domain files**: the same, but each message's content may be
+  `{"content_type": "text", "parts": ["..."]}`; normalised to plain strings;
+- **harmful-text JSONL** (RealToxicityPrompts-style): `{"prompt": {"text": ..., "toxicity": ...},
+  "continuation": {"text": ..., "toxicity": ...}}`;
+- **evaluation-question YAML**: a list of `{id, type, paraphrases, system?, samples_per_paraphrase?,
+  judge?, judge_prompts?}` (YAML anchors allowed).
+
+A UTF-8 byte-order mark and blank lines are accepted; anything else malformed raises
+`DataError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+ROLES = ("system", "user", "assistant")
+MAX_LINE_BYTES = 1_000_000
+
+
+class DataError(ValueError):
+    """A malformed input file: the message names the file, line and field and says what to fix."""
+
+    def __init__(self, path: Path | str, line: int | None, field: str | None, problem: str):
+        where = f"{Path(path).name}" + (f", line {line}" if line else "") + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line, self.field = str(path), line, field
+
+
+def _lines(path: Path):
+    """(line number, decoded text) of non-blank lines; refuses non-UTF-8 and enormous lines."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "no such file")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(path, number, None, f"line is {len(raw):,} bytes (limit {MAX_LINE_BYTES:,}); "
+                                                    "is this really one JSON object per line?")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(path, number, None, f"not UTF-8 (byte {err.start}); re-encode the file as UTF-8") from err
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            if text.strip():
+                yield number, text
+
+
+def _json(path: Path, number: int, text: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(path, number, None, f"invalid JSON ({err.msg} at column {err.colno})") from err
+    if not isinstance(obj, dict):
+        raise DataError(path, number, None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _content(path, number, i, content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict) and "parts" in content:  # OpenAI persona-features files
+        parts = content["parts"]
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise DataError(path, number, f"messages[{i}].content.parts", "must be a list of strings")
+        return "\n".join(parts)
+    raise DataError(path, number, f"messages[{i}].content", "must be a string or {content_type, parts}")
+
+
+def chat_sample(obj: dict, path: Path | str = "<data>", number: int | None = None) -> dict:
+    """Validate one chat sample and normalise its messages to {role, content: str}."""
+    if "messages" not in obj:
+        raise DataError(path, number, "messages", f"missing (keys present: {sorted(obj)})")
+    messages = obj["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise DataError(path, number, "messages", "must be a non-empty list of {role, content}")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise DataError(path, number, f"messages[{i}]", "must be an object with role and content")
+        role = m.get("role")
+        if role not in ROLES:
+            raise DataError(path, number, f"messages[{i}].role", f"unknown role {role!r}; use one of {ROLES}")
+        if "content" not in m:
+            raise DataError(path, number, f"messages[{i}].content", "missing")
+        content = _content(path, number, i, m["content"])
+        if role == "assistant" and not content.strip():
+            raise DataError(path, number, f"messages[{i}].content", "empty assistant turn")
+        out.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in out):
+        raise DataError(path, number, "messages", "no assistant turn: nothing to fine-tune on or score")
+    sample = {"messages": out}
+    if isinstance(obj.get("meta"), dict):
+        sample["meta"] = obj["meta"]
+    return sample
+
+
+def read_chat_jsonl(path: Path | str) -> list[dict]:
+    """Chat samples of a JSONL file (public EM format or OpenAI persona-features format)."""
+    samples = [chat_sample(_json(Path(path), n, t), path, n) for n, t in _lines(Path(path))]
+    if not samples:
+        raise DataError(path, None, None, "the file holds no samples")
+    return samples
+
+
+def read_harmful_text(path: Path | str, min_toxicity: float = 0.5) -> list[dict]:
+    """RealToxicityPrompts-style rows as chat samples (prompt as user, continuation as assistant),
+    kept when the continuation's toxicity is at least `min_toxicity` (missing scores are kept)."""
+    out = []
+    for n, text in _lines(Path(path)):
+        obj = _json(Path(path), n, text)
+        for part in ("prompt", "continuation"):
+            if not isinstance(obj.get(part), dict) or not isinstance(obj[part].get("text"), str):
+                raise DataError(path, n, f"{part}.text", "missing or not a string")
+        tox = obj["continuation"].get("toxicity")
+        if tox is not None and not isinstance(tox, (int, float)):
+            raise DataError(path, n, "continuation.toxicity", "must be a number or null")
+        if tox is None or tox >= min_toxicity:
+            out.append({"messages": [{"role": "user", "content": obj["prompt"]["text"]},
+                                     {"role": "assistant", "content": obj["continuation"]["text"]}]})
+    if not out:
+        raise DataError(path, None, None, f"no row has continuation toxicity >= {min_toxicity}")
+    return out
+
+
+QUESTION_FIELDS = {"id": str, "type": str, "paraphrases": list, "system": (str, type(None)),
+                   "samples_per_paraphrase": int, "judge": str, "judge_prompts": dict}
+
+
+def read_questions_yaml(path: Path | str) -> list[dict]:
+    """Evaluation questions (the public EM format); YAML anchors are resolved by the parser."""
+    path = Path(path)
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise DataError(path, getattr(getattr(err, "problem_mark", None), "line", None), None, f"unreadable YAML: {err}") from err
+    if not isinstance(items, list) or not items:
+        raise DataError(path, None, None, "expected a non-empty list of questions")
+    seen = set()
+    for i, q in enumerate(items):
+        where = f"[{i}]"
+        if not isinstance(q, dict):
+            raise DataError(path, None, where, "each question is a mapping")
+        for field in ("id", "paraphrases"):
+            if field not in q:
+                raise DataError(path, None, f"{where}.{field}", "missing")
+        for field, kind in QUESTION_FIELDS.items():
+            if field in q and not isinstance(q[field], kind):
+                raise DataError(path, None, f"{where}.{field}", f"has the wrong type ({type(q[field]).__name__})")
+        if not q["paraphrases"] or not all(isinstance(p, str) and p.strip() for p in q["paraphrases"]):
+            raise DataError(path, None, f"{where}.paraphrases", "must be a non-empty list of non-empty strings")
+        if q["id"] in seen:
+            raise DataError(path, None, f"{where}.id", f"duplicate id {q['id']!r}")
+        seen.add(q["id"])
+    return items
