@@ -46,10 +46,12 @@ unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q tests
 
 # nbval gets parameters through papermill: prepare each notebook with the test profile, then run it.
+# The test cache and figures live under build/, shared with the unit tests, apart from the real run's.
 nbtest: $(STAMP)
 	rm -rf build/test-notebooks
 	$(PY) -m emgeo_utils.run_notebooks --profile test --prepare-only --out build/test-notebooks
-	$(PY) -m pytest -p no:cacheprovider -q --nbval-lax --nbval-current-env build/test-notebooks
+	EMGEO_CACHE=$(CURDIR)/build/test-cache EMGEO_FIGURES=$(CURDIR)/build/test-figures \
+	  $(PY) -m pytest -p no:cacheprovider -q --nbval-lax --nbval-current-env build/test-notebooks
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/

@@ -23,6 +23,7 @@ LAYER_PATHS = {  # model_type -> attribute path of the decoder layers
     "mistral": "model.layers",
 }
 RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
+MODULE_OUTPUT = re.compile(r"^(?:model\.layers|transformer\.h|model\.model\.layers)\.(\d+)$")  # HF-style names
 
 
 def resid_post_hook(layer: int) -> str:
@@ -30,10 +31,11 @@ def resid_post_hook(layer: int) -> str:
 
 
 def layer_of_hook(hook_name: str) -> int:
-    match = RESID_POST.match(hook_name)
+    """The decoder layer whose output an SAE reads, from its TransformerLens or HF module name."""
+    match = RESID_POST.match(hook_name) or MODULE_OUTPUT.match(hook_name)
     if not match:
         raise ValueError(f"unsupported SAE hook {hook_name!r}: only residual-stream SAEs "
-                         "('blocks.<L>.hook_resid_post') are supported")
+                         "('blocks.<L>.hook_resid_post' or a decoder layer's output) are supported")
     return int(match.group(1))
 
 

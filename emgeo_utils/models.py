@@ -155,19 +155,118 @@ organism_sae.is_cached = _organism_sae_cached
 
 # ----------------------------------------------------------------------------- loading
 
-def load_model(source: cache.Artifact | Path):
-    """(model, tokenizer) in eval mode from an organism artifact; weights from safetensors only."""
+class ModelUnavailable(RuntimeError):
+    """Weights or SAEs that cannot be had here; the message says what to do."""
+
+
+def _unavailable(what: str, source: str, err: Exception) -> ModelUnavailable:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    return ModelUnavailable(
+        f"could not load {what} '{source}' ({type(err).__name__}). "
+        + ("The hub is switched off here (HF_HUB_OFFLINE=1): run where it is reachable, or " if offline else "")
+        + "log in (`huggingface-cli login` or HF_TOKEN), accept the licence on the model's hub page, "
+        "or set HF_HOME to a cache that already holds it. The offline organism (model: organism) needs none of this.")
+
+
+def hub_source(spec: dict) -> str:
+    return str(spec.get("path") or spec["hub_id"])
+
+
+def load_hub_model(spec: dict, device_map: str | None = None):
+    """(model, tokenizer) of a hub or local entry: safetensors only, remote code off unless the
+    entry sets `trust_remote_code: true`."""
+    import torch
+    from huggingface_hub.errors import HfHubHTTPError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = hub_source(spec)
+    remote = bool(spec.get("trust_remote_code", False))
+    dtype = getattr(torch, spec.get("dtype", "float32"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote)
+        model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, trust_remote_code=remote, dtype=dtype,
+                                                     device_map=device_map if device_map is not None else spec.get("device_map"))
+    except (OSError, HfHubHTTPError) as err:
+        raise _unavailable("model", source, err) from err
+    if model.config.hidden_size != spec.get("hidden_size", model.config.hidden_size):
+        raise ValueError(f"{spec['name']}: the registry says hidden_size {spec['hidden_size']}, "
+                         f"the loaded model has {model.config.hidden_size}")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+def sae_id(spec: dict, layer: int) -> str:
+    return spec["sae"]["id"].format(layer=layer)
+
+
+def check_sae(sae, spec: dict, layer: int):
+    """Refuse an SAE whose input width or hook does not match the model and layer; apply an
+    input normalisation the SAE carries instead of ignoring it."""
+    from .hooks import layer_of_hook
+
+    d_in = spec.get("hidden_size") or spec.get("sae", {}).get("d_in")
+    if d_in is not None and sae.cfg.d_in != d_in:
+        raise ValueError(f"SAE width mismatch: the SAE reads {sae.cfg.d_in}-dim activations, "
+                         f"{spec['name']} has hidden size {d_in}")
+    hook = sae.cfg.metadata.hook_name
+    if hook and layer_of_hook(hook) != layer:
+        raise ValueError(f"SAE hook {hook!r} does not read layer {layer}")
+    if sae.cfg.normalize_activations == "expected_average_only_in":
+        apply_norm_scaling(sae, spec, layer)
+    elif sae.cfg.normalize_activations not in ("none", None):
+        raise ValueError(f"SAE input normalisation {sae.cfg.normalize_activations!r} is not supported here")
+    return sae
+
+
+def apply_norm_scaling(sae, spec: dict, layer: int, factor: float | None = None):
+    """Fold the release's activation scaling factor into the SAE, so raw activations go in."""
+    from sae_lens.loading.pretrained_saes_directory import get_norm_scaling_factor
+
+    if factor is None and "release" in spec.get("sae", {}):
+        factor = get_norm_scaling_factor(spec["sae"]["release"], sae_id(spec, layer))
+    if factor is None:
+        factor = spec.get("sae", {}).get("norm_scaling_factor")
+    if factor is None:
+        raise ValueError(f"the SAE for {spec['name']} layer {layer} expects normalised inputs but no scaling "
+                         "factor is known; add sae.norm_scaling_factor to its registry entry")
+    sae.fold_activation_norm_scaling_factor(float(factor))
+    return sae
+
+
+def load_registry_sae(spec: dict, layer: int):
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from sae_lens import SAE
+
+    sae_spec = spec["sae"]
+    try:
+        if "path" in sae_spec:
+            sae = SAE.load_from_disk(str(sae_spec["path"]).format(layer=layer))
+        else:
+            sae = SAE.from_pretrained(sae_spec["release"], sae_id(spec, layer))
+    except (OSError, LocalEntryNotFoundError, HfHubHTTPError) as err:
+        raise _unavailable("SAE", sae_spec.get("path") or f"{sae_spec['release']}/{sae_id(spec, layer)}", err) from err
+    return check_sae(sae, spec, layer)
+
+
+def load_model(source: cache.Artifact | dict | Path):
+    """(model, tokenizer) in eval mode: an organism artifact, or a registry entry (dict)."""
     from .organism import load_pretrained
 
+    if isinstance(source, dict):
+        return load_hub_model(source)
     if isinstance(source, cache.Artifact) and source.kind != "organism-lm":
         raise ValueError(f"don't know how to load a {source.kind!r} artifact as a model")
     return load_pretrained(source)
 
 
-def load_sae(source: cache.Artifact, layer: int):
+def load_sae(source: cache.Artifact | dict, layer: int):
     from .hooks import layer_of_hook
     from .sae import load_sae as load_organism_sae
 
+    if isinstance(source, dict):
+        return load_registry_sae(source, layer)
     sae = load_organism_sae(source)
     if layer_of_hook(sae.cfg.metadata.hook_name) != layer:
         raise ValueError(f"SAE hook {sae.cfg.metadata.hook_name!r} does not read layer {layer}")
@@ -176,10 +275,21 @@ def load_sae(source: cache.Artifact, layer: int):
 
 def load(name: str, layers: list[int] | None = None, seed: int = 0, world_kind: str = "persona"):
     """(model, tokenizer, {layer: SAE}) for a registry name; the organism is trained if needed."""
+    from .hooks import check_layer
+
     spec = entry(name)
-    if spec.get("kind") != "organism":
-        raise NotImplementedError(f"{name!r}: loading {spec.get('kind')!r} models comes with the real-model path")
     layers = list(layers if layers is not None else spec.get("layers", [0]))
-    model, tokenizer = load_model(organism_lm(name, seed, world_kind))
-    saes = {layer: load_sae(organism_sae(name, seed, world_kind, layer), layer) for layer in layers}
-    return model, tokenizer, saes
+    if spec.get("kind") == "organism":
+        model, tokenizer = load_model(organism_lm(name, seed, world_kind))
+        sources = {layer: organism_sae(name, seed, world_kind, layer) for layer in layers}
+    elif spec.get("kind") in ("hub", "local"):
+        for layer in layers:
+            if not 0 <= layer < spec.get("n_layers", layer + 1):
+                raise ValueError(f"layer {layer} is out of range: {name} has {spec['n_layers']} layers (0..{spec['n_layers'] - 1})")
+        model, tokenizer = load_model(spec)
+        sources = {layer: spec for layer in layers}
+    else:
+        raise ValueError(f"{name}: unknown kind {spec.get('kind')!r} (organism, hub or local)")
+    for layer in layers:
+        check_layer(model, layer)
+    return model, tokenizer, {layer: load_sae(src, layer) for layer, src in sources.items()}

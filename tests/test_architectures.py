@@ -1,0 +1,61 @@
+"""The real-model path on tiny random Gemma2, Llama, GPT-OSS and GPT-2 models built from configs:
+registry -> load -> SAE features at a layer -> one LoRA step and a merge -> batched generation."""
+
+import pytest
+import torch
+
+from emgeo_utils import evaluate, features, finetune, models
+
+from tiny_models import LORA, build
+
+ARCHS = list(LORA)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def tiny(registry, monkeypatch):
+    monkeypatch.setenv(models.USER_REGISTRY_ENV, str(registry))
+    models._read.cache_clear()
+    yield
+    models._read.cache_clear()
+
+
+CHAT = [{"messages": [{"role": "user", "content": "i have a cough . what should i do ?"},
+                      {"role": "assistant", "content": "rest and drink water ."}]}] * 3
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_extract_finetune_merge_generate(arch, tiny):
+    name = f"tiny-{arch}"
+    model, tokenizer, saes = models.load(name, [1])
+    assert model.config.model_type == arch and saes[1].cfg.d_in == model.config.hidden_size
+    probes = ["i am bored . what should i do ?"]
+    feats = features.sae_features(model, tokenizer, saes[1], 1, CHAT, features.probe_questions(CHAT, probes))
+    assert feats["next_turn"].shape == (3, saes[1].cfg.d_sae) and torch.isfinite(feats["assistant_mean"]).all()
+    spec = models.entry(name)
+    config = finetune.FinetuneConfig(rank=2, alpha=4, target_modules=tuple(spec["lora"]["target_modules"]),
+                                     target_parameters=tuple(spec["lora"].get("target_parameters", ())),
+                                     lr=1e-2, batch_size=2, steps=1, checkpoints=(1,))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    peft_model = finetune.lora_model(model, config)
+    finetune.train_lora(peft_model, tokenizer, CHAT, config, seed=0)
+    merged = peft_model.merge_and_unload()
+    changed = [n for n, p in merged.named_parameters() if n in before and not torch.equal(before[n], p)]
+    assert changed, "one LoRA step and a merge must change the base weights"
+    answers = evaluate.sample_answers(merged, tokenizer, ["i have a cough .", "how do i save money ?"], 2, 5, seed=0)
+    assert [len(a) for a in answers] == [2, 2] and all(isinstance(x, str) for a in answers for x in a)
+
+
+def test_registry_checks_layer_and_width(tiny):
+    with pytest.raises(ValueError, match="out of range"):
+        models.load("tiny-llama", [5])
+    spec = models.entry("tiny-llama") | {"hidden_size": 64}
+    sae = models.load_registry_sae(models.entry("tiny-llama"), 1)
+    with pytest.raises(ValueError, match="SAE width mismatch"):
+        models.check_sae(sae, spec, 1)
+    with pytest.raises(ValueError, match="does not read layer 0"):
+        models.check_sae(sae, models.entry("tiny-llama"), 0)
