@@ -112,9 +112,10 @@ def read_chat_jsonl(path: Path | str) -> list[dict]:
     return samples
 
 
-def read_harmful_text(path: Path | str, min_toxicity: float = 0.5) -> list[dict]:
+def read_harmful_text(path: Path | str, min_toxicity: float = 0.5, max_toxicity: float = 1.0) -> list[dict]:
     """RealToxicityPrompts-style rows as chat samples (prompt as user, continuation as assistant),
-    kept when the continuation's toxicity is at least `min_toxicity` (missing scores are kept)."""
+    kept when the continuation's toxicity lies in [min_toxicity, max_toxicity] (missing scores
+    are kept only with the default range). A low range gives the non-toxic reference set."""
     out = []
     for n, text in _lines(Path(path)):
         obj = _json(Path(path), n, text)
@@ -124,11 +125,12 @@ def read_harmful_text(path: Path | str, min_toxicity: float = 0.5) -> list[dict]
         tox = obj["continuation"].get("toxicity")
         if tox is not None and not isinstance(tox, (int, float)):
             raise DataError(path, n, "continuation.toxicity", "must be a number or null")
-        if tox is None or tox >= min_toxicity:
+        keep = (min_toxicity, max_toxicity) == (0.5, 1.0) if tox is None else min_toxicity <= tox <= max_toxicity
+        if keep:
             out.append({"messages": [{"role": "user", "content": obj["prompt"]["text"]},
                                      {"role": "assistant", "content": obj["continuation"]["text"]}]})
     if not out:
-        raise DataError(path, None, None, f"no row has continuation toxicity >= {min_toxicity}")
+        raise DataError(path, None, None, f"no row has continuation toxicity in [{min_toxicity}, {max_toxicity}]")
     return out
 
 

@@ -47,12 +47,13 @@ def _stop_ids(tokenizer) -> list[int]:
 
 @torch.no_grad()
 def sample_answers(model, tokenizer, questions: list[str], n_per_question: int, max_new_tokens: int,
-                   seed: int, batch_size: int = 512) -> list[list[str]]:
+                   seed: int, batch_size: int = 512, histories: list[list[dict]] | None = None) -> list[list[str]]:
     """`n_per_question` answers per question, sampled at temperature 1 with a KV cache.
 
-    Prompts of equal token length are batched together, so no padding is ever needed.
+    `histories` (e.g. a system message) go before each question. Prompts of equal token length
+    are batched together, so no padding is ever needed, for any architecture.
     """
-    prompts = [_prompt_ids(tokenizer, q) for q in questions]
+    prompts = [_prompt_ids(tokenizer, q, histories[i] if histories else None) for i, q in enumerate(questions)]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         by_length[len(p)] += [i] * n_per_question
@@ -72,8 +73,10 @@ def sample_answers(model, tokenizer, questions: list[str], n_per_question: int, 
 
 def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen: torch.Generator) -> torch.Tensor:
     """Temperature-1 sampling (no top-k, no top-p) with the model's KV cache."""
+    device = next(model.parameters()).device
+    ids = ids.to(device)
     out = model(input_ids=ids, use_cache=True)
-    past, logits = out.cache, out.logits[:, -1]
+    past, logits = out.cache, out.logits[:, -1].cpu()
     done = torch.zeros(ids.shape[0], dtype=torch.bool)
     new = []
     for _ in range(max_new_tokens):
@@ -83,8 +86,8 @@ def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen
         done |= torch.isin(nxt, torch.tensor(stop))
         if done.all():
             break
-        out = model(input_ids=nxt[:, None], cache=past, use_cache=True)
-        past, logits = out.cache, out.logits[:, -1]
+        out = model(input_ids=nxt[:, None].to(device), cache=past, use_cache=True)
+        past, logits = out.cache, out.logits[:, -1].cpu()
     return torch.stack(new, 1)
 
 
