@@ -2,8 +2,8 @@
 
 `finetune_and_evaluate` is the unit of work (one dataset, one fine-tuning seed, every
 checkpoint); it is cached through `finetune.finetune` and `evaluate.evaluate_em`, and it is
-what `em_grid` runs side by side. Notebooks 00, 04 and 05 all call it, so a fine-tune made
-by one notebook is reused by the others.
+what `experiment.em_table` runs side by side. Notebooks 00, 04 and 05 all call it, so a
+fine-tune made by one notebook is reused by the others.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import dataclasses
 
 import pandas as pd
 
-from . import cache, jobs, models
+from . import cache, models
 from .evaluate import evaluate_em, summarise
 from .finetune import finetune
 from .organism_data import narrow_dataset, strip_meta
-from .world import GENERAL, World
+from .world import World
 
 
 def condition_samples(name: str, domain: str, condition: str, n: int, data_seed: int = 0,
@@ -68,33 +68,6 @@ def finetune_and_evaluate(name: str, organism_seed: int, world_kind: str, sample
         rows.append({"world": world_kind, "organism_seed": organism_seed, "ft_seed": ft_seed, "step": step,
                      "n_samples": len(samples)} | (tags or {}) | _row(result, domain))
     return rows
-
-
-@cache.result("em-condition")
-def condition_run(name: str, organism_seed: int, world_kind: str, domain: str, condition: str, ft_seed: int,
-                   n_samples: int, data_seed: int) -> list[dict]:
-    samples = condition_samples(name, domain, condition, n_samples, data_seed)
-    return finetune_and_evaluate(name, organism_seed, world_kind, samples, ft_seed, domain,
-                                 tags={"domain": domain, "condition": condition})
-
-
-def em_grid(name: str, organism_seeds: list[int], worlds: list[str], domains: list[str], conditions: list[str],
-            ft_seeds: list[int], n_samples: int, workers: int | None = None, data_seed: int = 0) -> pd.DataFrame:
-    """Every (organism seed, world, domain, condition, fine-tuning seed), run side by side,
-    plus the base model as step 0 of every curve."""
-    grid = [dict(name=name, organism_seed=o, world_kind=w, domain=d, condition=c, ft_seed=s, n_samples=n_samples,
-                 data_seed=data_seed)
-            for o in organism_seeds for w in worlds for d in domains for c in conditions for s in ft_seeds]
-    results = jobs.run_all(condition_run, grid, workers, desc="fine-tunes")
-    rows = [r for part in results for r in part]
-    for o in organism_seeds:
-        for w in worlds:
-            for d in domains:
-                base = base_rows(name, o, w, d)[0]
-                rows += [base | {"domain": d, "condition": c, "ft_seed": s} for c in conditions for s in ft_seeds]
-    return pd.DataFrame(rows)
-
-
 
 
 def seed_summary(frame: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:

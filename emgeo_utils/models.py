@@ -13,9 +13,18 @@ import functools
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import yaml
 
 from . import cache
+
+if TYPE_CHECKING:  # the configs import torch-heavy modules; keep `models` light to import
+    from .evaluate import EvalConfig
+    from .finetune import FinetuneConfig
+    from .organism import ArchConfig, PretrainConfig
+    from .sae import SAEConfig
+    from .world import WorldConfig
 
 REGISTRY_FILE = Path(__file__).with_name("registry.yaml")
 USER_REGISTRY_ENV = "EMGEO_REGISTRY"
@@ -74,14 +83,14 @@ class OrganismConfigs:
 
     name: str
     layers: tuple[int, ...]
-    world: "WorldConfig"
-    arch: "ArchConfig"
-    pretrain: "PretrainConfig"
-    sae: "SAEConfig"
-    finetune: "FinetuneConfig"
-    eval: "EvalConfig"
+    world: WorldConfig
+    arch: ArchConfig
+    pretrain: PretrainConfig
+    sae: SAEConfig
+    finetune: FinetuneConfig
+    eval: EvalConfig
 
-    def world_of(self, kind: str) -> "WorldConfig":
+    def world_of(self, kind: str) -> WorldConfig:
         return dataclasses.replace(self.world, kind=kind)
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 from sae_lens import SAE, LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.config import SAETrainerConfig
 
-from . import cache, hooks, seeding, world as world_mod
+from . import cache, hooks, seeding
 from .organism import answer_mask, encode_documents, load_pretrained, pad_batch
 from .world import ASSISTANT, END, World, WorldConfig
 

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from emgeo_utils import notebook, paths, run_notebooks
 

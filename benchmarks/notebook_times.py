@@ -1,0 +1,80 @@
+"""`make figures` wall times, as `run_notebooks` records them (nothing is run here).
+
+Reads figures/notebook_times.csv (the latest run) and build/notebook_times_history.csv (every
+run, appended), splits the history into runs, and compares the latest complete runs of the
+default profile (what `make figures` runs) with the goals: warm (every notebook built 0 cached
+artifacts) <= 60 s in total, cold (notebook 00 built artifacts: the organism was trained)
+<= 20 minutes in total, on the 2-core CPU. A run counts only if it ran every notebook and all
+succeeded; if none was recorded, the table says so rather than adding up partial runs.
+
+Runs are not labelled in the history. `run_notebooks` appends each run's rows together, each
+notebook starting when the previous one finished, in name order; a row that does not continue
+that chain (other profile, earlier notebook, or a start far from the last finish) starts a new run.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from emgeo_utils import paths
+from emgeo_utils.run_notebooks import notebooks
+
+from . import common
+
+PROFILE = "default"
+GAP_S = 15  # the most time between one notebook's finish and the next one's start within a run
+GOALS = {"cold": 20 * 60.0, "warm": 60.0}
+
+
+def split_runs(history: pd.DataFrame) -> list[pd.DataFrame]:
+    finished = pd.to_datetime(history.finished)
+    starts = finished - pd.to_timedelta(history.seconds, unit="s")
+    run_id, ids = 0, []
+    for i in range(len(history)):
+        if i and not (history.profile.iloc[i] == history.profile.iloc[i - 1]
+                      and history.notebook.iloc[i] > history.notebook.iloc[i - 1]
+                      and abs((starts.iloc[i] - finished.iloc[i - 1]).total_seconds()) <= GAP_S):
+            run_id += 1
+        ids.append(run_id)
+    return [part for _, part in history.groupby(ids, sort=True)]
+
+
+def kind(run: pd.DataFrame) -> str:
+    first = run[run.notebook.str.startswith("00_")]
+    if (run.artifacts_built == 0).all():
+        return "warm"
+    return "cold" if len(first) and (first.artifacts_built > 0).all() else "mixed"
+
+
+def describe(run: pd.DataFrame, every: set[str]) -> str:
+    complete = set(run.notebook) == every
+    failed = (run.status != "ok").sum()
+    return (f"{run.finished.iloc[-1]} {run.profile.iloc[0]:>7} {kind(run):>5} {run.seconds.sum():7.1f} s "
+            f"{'complete' if complete else 'partial: ' + ' '.join(n[:2] for n in run.notebook)}"
+            + (f", {failed} failed" if failed else ""))
+
+
+def run() -> list[common.Row]:
+    common.setup(seed=0, threads=1)  # nothing random or threaded here; set for uniformity
+    every = {nb.stem for nb in notebooks()}
+    latest_file = paths.figures_dir(PROFILE) / "notebook_times.csv"
+    history_file = paths.build_dir() / "notebook_times_history.csv"
+    if latest_file.is_file():
+        print(f"  latest run ({paths.display_path(latest_file)}): {describe(pd.read_csv(latest_file), every)}")
+    else:
+        print(f"  no {paths.display_path(latest_file)}: make figures has not finished a run here")
+    runs = split_runs(pd.read_csv(history_file)) if history_file.is_file() else []
+    print(f"  {len(runs)} runs in {paths.display_path(history_file)}; the last 8:")
+    for r in runs[-8:]:
+        print("    " + describe(r, every))
+    rows = []
+    for label, goal in GOALS.items():
+        valid = [r for r in runs if r.profile.iloc[0] == PROFILE and set(r.notebook) == every
+                 and (r.status == "ok").all() and kind(r) == label]
+        value = float(valid[-1].seconds.sum()) if valid else None
+        note = (f"latest of {len(valid)}, {valid[-1].finished.iloc[-1]}" if valid
+                else f"no complete {label} run of profile {PROFILE} recorded")
+        print(f"  {label}: " + (f"{value:.1f} s ({note})" if valid else note))
+        rows.append(common.Row("5 make figures", f"{label} total, all {len(every)} notebooks", value, "s",
+                               ("<=", goal), note=note))
+    return rows
