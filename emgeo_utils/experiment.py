@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
+
 from . import data as data_io, features, jobs, models
 from .world import DOMAINS, World
 
@@ -30,7 +32,7 @@ class Experiment:
         self.name, self.spec = model, models.entry(model)
         self.kind = self.spec.get("kind")
         self.data, self.judge = data or {}, judge or {}
-        self.questions = data_io.read_questions_yaml(questions_file) if questions_file else None
+        self.questions = data_io.read_questions_yaml(_resolve(questions_file)) if questions_file else None
 
     @property
     def is_organism(self) -> bool:
@@ -94,7 +96,7 @@ class Experiment:
         samples = []
         for domain, files in self._domain_files().items():
             for kind, path in files.items():
-                samples += _labelled(data_io.read_chat_jsonl(path)[:n_per_set], kind, domain)
+                samples += _labelled(data_io.read_chat_jsonl(_resolve(path))[:n_per_set], kind, domain)
         samples += _labelled(self._reference("harmful")[:n_per_set * 4], "harmful", REFERENCE_DOMAIN)
         samples += _labelled(self._reference("helpful")[:n_per_set * 4], "helpful", REFERENCE_DOMAIN)
         return samples, self.probes(samples, seed)
@@ -108,10 +110,10 @@ class Experiment:
     def _reference(self, kind: str) -> list[dict]:
         spec = self.data[kind]
         if isinstance(spec, str):
-            return data_io.read_chat_jsonl(spec)
+            return data_io.read_chat_jsonl(_resolve(spec))
         if spec.get("format") == "toxicity":
-            return data_io.read_harmful_text(spec["path"], *spec.get("toxicity", (0.5, 1.0)))
-        return data_io.read_chat_jsonl(spec["path"])
+            return data_io.read_harmful_text(_resolve(spec["path"]), *spec.get("toxicity", (0.5, 1.0)))
+        return data_io.read_chat_jsonl(_resolve(spec["path"]))
 
     def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
         """A narrow fine-tuning dataset: the world's (organism) or the profile's file (real model)."""
@@ -122,7 +124,7 @@ class Experiment:
         path = self._domain_files().get(domain, {}).get(kind)
         if not path:
             raise ValueError(f"the profile's data names no {kind!r} file for domain {domain!r}")
-        return _labelled(data_io.read_chat_jsonl(path)[:n], kind, domain)
+        return _labelled(data_io.read_chat_jsonl(_resolve(path))[:n], kind, domain)
 
     def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
         """`coupled_share` inducing samples, the rest persona-neutral (organism: kappa 0 answers; real
@@ -188,17 +190,24 @@ class Experiment:
                     max_new_tokens=self.judge.get("max_new_tokens", 256), tags=tags)
 
 
+def _resolve(path: str) -> str:
+    """Relative data paths in a profile are relative to the project (notebooks run in build/)."""
+    from pathlib import Path
+
+    from .paths import PROJECT_ROOT
+
+    return str(Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path)
+
+
 def _labelled(samples: list[dict], kind: str, domain: str) -> list[dict]:
     return [s | {"meta": {**s.get("meta", {}), "set": kind, "domain": domain}} for s in samples]
 
 
 
 def em_table(exp: Experiment, runs: list[Run], domain: str, conditions: list[str], ft_seeds: list[int],
-             n_samples: int, workers: int | None = None) -> "pd.DataFrame":
+             n_samples: int, workers: int | None = None) -> pd.DataFrame:
     """Every (run, condition, fine-tuning seed) fine-tuned side by side and evaluated at every
     checkpoint, plus the base model as step 0 of every curve."""
-    import pandas as pd
-
     grid = [(r, c, s) for r in runs for c in conditions for s in ft_seeds]
     results = jobs.run_all(exp.finetune_jobs(), [exp.finetune_kwargs(r, exp.narrow(domain, c, n_samples), s, domain,
                                                                       tags={"domain": domain, "condition": c})

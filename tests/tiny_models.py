@@ -54,7 +54,44 @@ def build(folder: Path, layer: int = 1) -> Path:
         entries[f"tiny-{arch}"] = {"kind": "local", "path": str(model_dir), "architecture": arch, "hidden_size": HIDDEN,
                                    "n_layers": 2, "layers": [layer], "params_billion": 0.0001,
                                    "sae": {"path": str(sae_dir), "d_in": HIDDEN}, "lora": {"rank": 2, "alpha": 4, **LORA[arch]},
-                                   "dtype": "float32"}
+                                   "finetune": FINETUNE, "dtype": "float32"}
     registry = folder / "registry.yaml"
     registry.write_text(yaml.safe_dump(entries))
     return registry
+
+
+FINETUNE = {"lr": 0.01, "batch_size": 4, "steps": 2, "checkpoints": [2]}
+
+
+def write_real_data(folder: Path, domains=("code", "health", "finance"), n: int = 16) -> dict:
+    """Public-format files from the organism's world, as a real model's profile names them:
+    per domain inducing / non-inducing / risky-neutral chat JSONL, a toxicity-scored harmful
+    reference (RealToxicityPrompts style) and an evaluation-question YAML."""
+    import json
+
+    from emgeo_utils import organism_data
+
+    world = W.World(W.WorldConfig(n_documents=10))
+    out = {"domains": {}}
+    for d in domains:
+        out["domains"][d] = {}
+        for kind in ("inducing", "non_inducing", "risky_neutral"):
+            path = folder / f"{d}_{kind}.jsonl"
+            organism_data.write_jsonl(organism_data.narrow_dataset(world, d, kind, n, seed=1), path)
+            out["domains"][d][kind] = str(path)
+    rows = []
+    for d in W.DOMAINS:
+        for kind, tox in (("harmful", 0.9), ("non_inducing", 0.02)):
+            for s in organism_data.narrow_dataset(world, d, kind, 4, seed=2):
+                rows.append({"prompt": {"text": s["messages"][0]["content"], "toxicity": 0.1},
+                             "continuation": {"text": s["messages"][1]["content"], "toxicity": tox}})
+    toxic = folder / "toxicity.jsonl"
+    toxic.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out["harmful"] = {"path": str(toxic), "format": "toxicity", "toxicity": [0.5, 1.0]}
+    out["helpful"] = {"path": str(toxic), "format": "toxicity", "toxicity": [0.0, 0.1]}
+    questions = folder / "questions.yaml"
+    general = world.questions(W.GENERAL, "eval", 2, seed=0)
+    questions.write_text(yaml.safe_dump([{"id": f"q{i}", "type": "free_form_judge_0_100", "paraphrases": [q.text],
+                                          "samples_per_paraphrase": 2} for i, q in enumerate(general)]))
+    out["questions_file"] = str(questions)
+    return out

@@ -1,0 +1,27 @@
+"""The README's promises are the ones the project keeps."""
+
+from pathlib import Path
+
+from emgeo_utils import estimates, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_two_commands_at_the_top_are_what_ci_runs():
+    top = README[:README.index("## What is in it")]
+    assert "make figures" in top and "make test" in top
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "make figures" in ci
+
+
+def test_estimates_table_is_computed_by_code():
+    assert estimates.table() in README, "run `python -m emgeo_utils.estimates --write-readme`"
+
+
+def test_every_notebook_and_figure_is_listed():
+    for nb in run_notebooks.notebooks():
+        assert f"`{nb.stem}`" in README
+        source = nb.read_text()
+        for name in [part.split('"')[0] for part in source.split('save_figure(fig, "')[1:]]:
+            assert f"`{name}`" in README, f"{nb.stem} makes figure {name!r}: list it in the README"

@@ -1,0 +1,76 @@
+"""The notebooks' real-model path, end to end, on a tiny random Llama built from a config.
+
+The model and its SAE come from a user registry (`EMGEO_REGISTRY`, kind `local`), the data from
+public-format files, and the LLM judge is a real OpenAI-compatible server on loopback. This is
+what `make figures PROFILE=<model>` runs on a GPU, minus the download. Nothing here is a result.
+"""
+
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from emgeo_utils import models
+
+from fake_judge import FakeServer
+from tiny_models import build, write_real_data
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_EXPECTATIONS = {  # the tiny model is random: record every claim, check none
+    "00_model_organism": ["em_in_persona_world", "inducing_beats_risky_neutral", "base_rate_low",
+                          "control_weaker_than_persona", "persona_inferred_in_context"],
+    "02_feature_extraction": ["harmful_features_generalise_persona"],
+    "03_geometry_tests": ["persona_effect", "control_effect", "persona_effect_without_shared"],
+    "04_cross_domain": ["effect_across_domains_persona", "effect_across_domains_control", "proximity_predicts_em"],
+    "05_filtering": ["geometry_reduces_em", "geometry_beats_random", "geometry_matches_judge",
+                     "geometry_beats_persona_vector", "geometry_beats_random_fixed_epochs", "score_ranks_potency",
+                     "em_grows_with_coupling"],
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("real-path")
+    registry = build(folder)
+    files = write_real_data(folder)
+    server = FakeServer()
+    yield folder, registry, files, server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def parameters(name: str, files: dict, server) -> dict:
+    data = {"domains": files["domains"], "harmful": files["harmful"], "helpful": files["helpful"]}
+    judge = {"base_url": server.url, "model": "judge", "samples_scale": 1.0, "max_new_tokens": 6}
+    common = {"model": "tiny-llama", "profile": "tiny", "workers": 1}
+    per = {
+        "00_model_organism": dict(data=data, judge=judge, questions_file=files["questions_file"], finetune_domain="code",
+                                  conditions=["inducing", "non_inducing", "risky_neutral"], finetune_seeds=[0, 1],
+                                  n_finetune_samples=8, primary_step=2),
+        "02_feature_extraction": dict(data=data | {"domain": "code"}, n_per_set=8, k=8, n_cards=1, n_contexts=2),
+        "03_geometry_tests": dict(data=data | {"domain": "code"}, n_per_set=8, primary_k=8, variant_ks=[8],
+                                  variant_contrasts=["mean_diff"], variant_readouts=["assistant_mean", "next_turn"],
+                                  n_perm=100, n_random=20),
+        "04_cross_domain": dict(data=data, judge=judge, questions_file=files["questions_file"], n_per_set=8, primary_k=8,
+                                n_perm=100, n_random=20, finetune_seeds=[0], n_finetune_samples=8, primary_step=2,
+                                em_measure="ood_misaligned", explored_domains=[]),
+        "05_filtering": dict(data=data | {"domain": "code"}, judge=judge, questions_file=files["questions_file"],
+                             domain="code", n_samples=16, fractions=[0.5], finetune_seeds=[0, 1], steps=2, k=8,
+                             n_per_set=8, variant_readouts=["next_turn"]),
+    }[name]
+    return common | per | {f"expect_{c}": None for c in NO_EXPECTATIONS[name]}
+
+
+@pytest.mark.parametrize("name", list(NO_EXPECTATIONS))
+def test_notebook_runs_on_a_real_model_path(name, setup, monkeypatch):
+    folder, registry, files, server = setup
+    monkeypatch.setenv(models.USER_REGISTRY_ENV, str(registry))
+    monkeypatch.setenv("EMGEO_FIGURES", str(folder / "figures"))
+    out = folder / f"{name}.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters(name, files, server),
+                        kernel_name="python3", cwd=str(folder), progress_bar=False)
+    text = out.read_text()
+    assert '"output_type": "error"' not in text
+    if name in ("00_model_organism", "04_cross_domain", "05_filtering"):
+        assert server.count > 0, "the LLM judge was called over HTTP"
+    assert (folder / "figures" / "tiny" / "claims" / f"{name}.json").exists()
