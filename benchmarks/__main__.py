@@ -1,6 +1,6 @@
 """Run every benchmark, print the table, write benchmarks/results/bench.csv.
 
-    python -m benchmarks                  # all items (about 4 minutes on 2 CPU cores)
+    python -m benchmarks                  # all items (about 3 minutes on 2 CPU cores)
     python -m benchmarks geometry         # some items, by module name
 """
 

@@ -37,6 +37,7 @@ class Row:
     unit: str  # "x" (a ratio), "s", "GiB"
     goal: tuple[str, float] | None = None
     note: str = ""
+    missing: str = "n/a"  # what the table says when there is no value (the note says why)
 
     @property
     def met(self) -> str:
@@ -53,7 +54,7 @@ class Row:
     @property
     def value_text(self) -> str:
         if self.value is None:
-            return self.note or "n/a"
+            return self.missing
         return f"{self.value:.3f} {self.unit}" if self.unit == "GiB" else f"{self.value:.{2 if self.unit == 'x' else 1}f} {self.unit}"
 
 

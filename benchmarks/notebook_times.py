@@ -7,9 +7,8 @@ artifacts) <= 60 s in total, cold (notebook 00 built artifacts: the organism was
 <= 20 minutes in total, on the 2-core CPU. A run counts only if it ran every notebook and all
 succeeded; if none was recorded, the table says so rather than adding up partial runs.
 
-Runs are not labelled in the history. `run_notebooks` appends each run's rows together, each
-notebook starting when the previous one finished, in name order; a row that does not continue
-that chain (other profile, earlier notebook, or a start far from the last finish) starts a new run.
+Each history row carries the `run` it belongs to (the run's start time) and the `selection`
+(`all` or the notebooks asked for), written by `run_notebooks`.
 """
 
 from __future__ import annotations
@@ -22,21 +21,11 @@ from emgeo_utils.run_notebooks import notebooks
 from . import common
 
 PROFILE = "default"
-GAP_S = 15  # the most time between one notebook's finish and the next one's start within a run
 GOALS = {"cold": 20 * 60.0, "warm": 60.0}
 
 
 def split_runs(history: pd.DataFrame) -> list[pd.DataFrame]:
-    finished = pd.to_datetime(history.finished)
-    starts = finished - pd.to_timedelta(history.seconds, unit="s")
-    run_id, ids = 0, []
-    for i in range(len(history)):
-        if i and not (history.profile.iloc[i] == history.profile.iloc[i - 1]
-                      and history.notebook.iloc[i] > history.notebook.iloc[i - 1]
-                      and abs((starts.iloc[i] - finished.iloc[i - 1]).total_seconds()) <= GAP_S):
-            run_id += 1
-        ids.append(run_id)
-    return [part for _, part in history.groupby(ids, sort=True)]
+    return [part for _, part in history.groupby("run", sort=True)]
 
 
 def kind(run: pd.DataFrame) -> str:
@@ -76,5 +65,5 @@ def run() -> list[common.Row]:
                 else f"no complete {label} run of profile {PROFILE} recorded")
         print(f"  {label}: " + (f"{value:.1f} s ({note})" if valid else note))
         rows.append(common.Row("5 make figures", f"{label} total, all {len(every)} notebooks", value, "s",
-                               ("<=", goal), note=note))
+                               ("<=", goal), note=note, missing="none recorded"))
     return rows

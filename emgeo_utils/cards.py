@@ -12,7 +12,7 @@ import html
 import torch
 
 from . import hooks
-from .features import encode_with_probe
+from .features import encode_with_probe, residual_batches
 
 NEURONPEDIA = "https://www.neuronpedia.org/{id}/{feature}"
 
@@ -22,19 +22,18 @@ def top_contexts(model, tokenizer, sae, layer: int, samples: list[dict], feature
                  probes: list[str] | None = None, batch_size: int = 32) -> dict[int, list[dict]]:
     """For each feature, the `n_top` samples where it fires most, with per-token activations.
 
-    One forward pass per batch serves every feature.
+    One batched forward pass serves every feature and every sample.
     """
-    best: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}
     encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
     idx = torch.tensor(features)
-    with hooks.capture_resid_post(model, [layer]) as captured:
-        for start in range(0, len(encoded), batch_size):
-            for i in range(start, min(start + batch_size, len(encoded))):  # unpadded: contexts are short
-                model(input_ids=torch.tensor([encoded[i].ids]))
-                acts = sae.encode(captured[layer][0])[:, idx]  # [tokens, n_features]
-                peak = acts.max(0).values
-                for j, f in enumerate(features):
-                    best[f].append((float(peak[j]), i, acts[:, j].tolist()))
+    best: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}
+    for rows, resid, attn, _ in residual_batches(model, tokenizer, layer, encoded, batch_size, desc="feature cards"):
+        acts = sae.encode(resid.to(sae.W_dec.dtype))[..., idx].float().cpu()  # [b, width, n_features]
+        for row, i in enumerate(rows):
+            token_acts = acts[row, attn.shape[1] - len(encoded[i].ids):]
+            peaks = token_acts.max(0).values
+            for j, f in enumerate(features):
+                best[f].append((float(peaks[j]), int(i), token_acts[:, j].tolist()))
     out = {}
     for f in features:
         top = sorted(best[f], key=lambda t: -t[0])[:n_top]

@@ -87,7 +87,22 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
     encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
     out = {r: torch.zeros(len(samples), sae.cfg.d_sae) for r in readouts}
     out |= {f"resid:{r}": torch.zeros(len(samples), d_model) for r in readouts}  # for persona vectors
-    order = np.argsort([len(e.ids) for e in encoded], kind="stable")  # batch similar lengths
+    for idx, resid, attn, answer in residual_batches(model, tokenizer, layer, encoded, batch_size, desc):
+        acts = sae.encode(resid.to(sae.W_dec.dtype))
+        first = (attn.long().cumsum(1) == 1) & attn  # each sample's first token (BOS-like, huge norms)
+        masks = {"assistant_mean": answer, "assistant_max": answer, "all_mean": attn & ~first}
+        for prefix, values in (("", acts), ("resid:", resid)):
+            for r in readouts:  # pooled on the model's device: only [batch, width] masks move
+                out[prefix + r][torch.from_numpy(idx)] = pool(values.float(), masks.get(r), r).cpu()
+    return out
+
+
+@torch.no_grad()
+def residual_batches(model, tokenizer, layer: int, encoded: list[Encoded], batch_size: int = 32, desc: str = "features"):
+    """Yield (sample indices, residual [b, width, d], attention mask, assistant mask) per batch of
+    similar-length samples, left-padded so the last position is every sample's last token; the
+    forward pass stops after `layer`."""
+    order = np.argsort([len(e.ids) for e in encoded], kind="stable")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     with hooks.capture_resid_post(model, [layer]) as captured:
@@ -95,29 +110,31 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
             idx = order[start:start + batch_size]
             width = max(len(encoded[i].ids) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            attn = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # left-pad: the last position is the next-turn readout
+            attn = torch.zeros((len(idx), width), dtype=torch.bool)
+            answer = torch.zeros((len(idx), width), dtype=torch.bool)
+            for row, i in enumerate(idx):
                 n = len(encoded[i].ids)
                 ids[row, width - n:] = torch.tensor(encoded[i].ids)
-                attn[row, width - n:] = 1
-            positions = (attn.cumsum(1) - 1).clamp(min=0)
+                attn[row, width - n:] = True
+                answer[row, width - n:] = torch.tensor(encoded[i].assistant)
+            positions = (attn.long().cumsum(1) - 1).clamp(min=0)
             try:
                 with hooks.stop_after(model, layer):
-                    model(input_ids=ids.to(device), attention_mask=attn.to(device),
+                    model(input_ids=ids.to(device), attention_mask=attn.long().to(device),
                           position_ids=positions.to(device))
             except hooks.StopForward:
                 pass
-            resid = captured[layer].float().cpu()
-            acts = sae.encode(captured[layer].to(sae.W_dec.dtype)).float().cpu()  # [b, width, d_sae]
-            for row, i in enumerate(idx):
-                n = len(encoded[i].ids)
-                mask = torch.tensor(encoded[i].assistant)
-                for prefix, values in (("", acts[row, width - n:]), ("resid:", resid[row, width - n:])):
-                    pooled = {"assistant_mean": lambda v: v[mask].mean(0), "assistant_max": lambda v: v[mask].max(0).values,
-                              "all_mean": lambda v: v[1:].mean(0), "next_turn": lambda v: v[-1]}
-                    for r in readouts:
-                        out[prefix + r][i] = pooled[r](values)
-    return out
+            yield idx, captured[layer], attn.to(captured[layer].device), answer.to(captured[layer].device)
+
+
+def pool(values: torch.Tensor, mask: torch.Tensor | None, readout: str) -> torch.Tensor:
+    """[batch, width, dim] -> [batch, dim] for one readout (`mask`: positions to pool over)."""
+    if readout == "next_turn":
+        return values[:, -1]
+    mask = mask.to(values.device)[..., None]
+    if readout == "assistant_max":
+        return values.masked_fill(~mask, float("-inf")).max(1).values
+    return (values * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 @cache.artifact("features")

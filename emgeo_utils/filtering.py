@@ -22,18 +22,14 @@ import math
 import numpy as np
 import torch
 
-from .geometry import unit_rows
+from .geometry import max_cosine_to_set
 
 SCORE_VARIANTS = ("weighted_mean", "weighted_sum", "max_active")
 
 
 def feature_proximity(w_dec: torch.Tensor, harmful: torch.Tensor, block: int = 8192) -> torch.Tensor:
-    """proximity(f) for every feature of the dictionary, computed in row blocks."""
-    targets = unit_rows(w_dec[harmful].float())
-    out = torch.empty(w_dec.shape[0])
-    for start in range(0, w_dec.shape[0], block):
-        out[start:start + block] = (unit_rows(w_dec[start:start + block].float()) @ targets.T).max(1).values
-    return out
+    """proximity(f) for every feature of the dictionary (1 for the harmful features themselves)."""
+    return max_cosine_to_set(w_dec, harmful, block, exclude_self=False)
 
 
 def geometry_scores(acts: torch.Tensor, proximity: torch.Tensor, variant: str = "weighted_mean") -> np.ndarray:

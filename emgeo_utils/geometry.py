@@ -29,20 +29,22 @@ def max_cosine_to_set(w_dec: torch.Tensor, targets: torch.Tensor, block: int = D
                       exclude_self: bool = True) -> torch.Tensor:
     """For every feature of the dictionary, its largest cosine with any feature of `targets`.
 
-    Memory: one `block x len(targets)` matrix at a time. With `exclude_self` a target's
+    Memory: one `block x len(targets)` matrix at a time (a row's norm is divided out of its
+    maximum, so no normalised copy of the dictionary is made). With `exclude_self` a target's
     similarity to itself (1) is ignored, so targets are scored by their *other* neighbours.
     """
     t = unit_rows(w_dec[targets].float())
     out = torch.empty(w_dec.shape[0])
     target_set = targets.tolist()
     for start in range(0, w_dec.shape[0], block):
-        rows = unit_rows(w_dec[start:start + block].float())
+        rows = w_dec[start:start + block].float()
         sims = rows @ t.T
         if exclude_self:
             for col, feat in enumerate(target_set):
                 if start <= feat < start + block:
                     sims[feat - start, col] = -float("inf")
-        out[start:start + block] = sims.max(1).values
+        out[start:start + block] = sims.max(1).values / rows.norm(dim=1).clamp(min=1e-12)
+        del rows, sims  # keep one block alive at a time
     return out
 
 

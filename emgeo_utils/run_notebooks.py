@@ -12,6 +12,7 @@ claims of all notebooks to `<figures>/claims.md` and `claims.csv`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import datetime, timezone
@@ -53,6 +54,27 @@ def profile_parameters(notebook: Path, profile: str) -> dict:
     return values
 
 
+def local_paths() -> list[str]:
+    """Absolute paths of this machine that must never appear in an executed notebook."""
+    candidates = {str(paths.PROJECT_ROOT), str(paths.cache_dir()), str(paths.build_dir()), str(Path.home())}
+    return sorted(p for p in candidates if len(p) > 1)
+
+
+def finish_executed(path: Path) -> list[str]:
+    """Replace papermill's absolute input/output paths by project-relative ones; return the
+    problems left: error outputs or absolute paths of this machine in any output."""
+    notebook = json.loads(path.read_text())
+    meta = notebook.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = paths.display_path(meta[key])
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    text = path.read_text()
+    problems = ["an error output"] if '"output_type": "error"' in text else []
+    problems += [f"the absolute path {p!r}" for p in local_paths() if p in text]
+    return problems
+
+
 def _cache_entries() -> int:
     root = paths.cache_dir()
     return sum(1 for _ in root.glob("*/*/meta.json")) if root.is_dir() else 0
@@ -75,6 +97,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     if not selected:  # a full run rebuilds the claims table from scratch
         for stale in (figures / "claims").glob("*.json"):
             stale.unlink()
+    run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
     times, failed = [], []
     for nb in nbs:
         print(f"[{profile}] {nb.stem} ...", flush=True)
@@ -87,15 +110,30 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
             status = "failed"
             failed.append(nb.stem)
             print(f"[{profile}] {nb.stem} FAILED: {str(err).strip().splitlines()[-1] if str(err).strip() else err}")
+        if (out / nb.name).exists() and status == "ok":
+            problems = finish_executed(out / nb.name)
+            if problems:
+                status = "failed"
+                failed.append(nb.stem)
+                print(f"[{profile}] {nb.stem} FAILED: the executed notebook contains {', '.join(problems)}")
         seconds = time.perf_counter() - start
-        times.append({"notebook": nb.stem, "profile": profile, "seconds": round(seconds, 1), "status": status,
+        times.append({"run": run_id, "selection": "all" if not selected else " ".join(selected), "notebook": nb.stem,
+                      "profile": profile, "seconds": round(seconds, 1), "status": status,
                       "artifacts_built": _cache_entries() - entries,
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         print(f"[{profile}] {nb.stem} {status} in {seconds:.1f} s", flush=True)
     figures.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(times)
-    frame.to_csv(figures / "notebook_times.csv", index=False)
+    latest = figures / "notebook_times.csv"  # the latest time of every notebook (an --only run updates its rows)
+    if selected and latest.exists():
+        previous = pd.read_csv(latest)
+        frame_all = pd.concat([previous[~previous.notebook.isin(frame.notebook)], frame]).sort_values("notebook")
+    else:
+        frame_all = frame
+    frame_all.to_csv(latest, index=False)
     history = paths.build_dir() / "notebook_times_history.csv"
+    if history.exists() and history.read_text().split("\n", 1)[0] != ",".join(frame.columns):
+        history.rename(history.with_suffix(".old.csv"))  # columns changed: start a new history
     frame.to_csv(history, mode="a", header=not history.exists(), index=False)
     table = claims.gather(profile)
     print(f"\n{len(table)} claims -> {paths.display_path(figures / 'claims.md')}")
