@@ -28,6 +28,8 @@ def condition_samples(name: str, domain: str, condition: str, n: int, data_seed:
 
 def _row(result: dict, domain: str | None) -> dict:
     row = summarise(result, exclude=(domain,) if domain else ())
+    ood = [s for d, s in result["domains"].items() if d != domain and d != "general"]
+    row["ood_unmatched"] = sum(s["classes"].get("unmatched", 0) for s in ood) / max(sum(s["n"] for s in ood), 1)
     if domain:
         own = result["domains"][domain]
         n = max(own["n"], 1)

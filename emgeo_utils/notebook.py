@@ -115,7 +115,9 @@ def start(notebook: str, namespace: dict, rules: dict[str, Rule] | None = None) 
     params = check_parameters(notebook, values, rules, source="the notebook")
     seeding.seed_everything(params.get("seed", 0), threads=params.get("threads", 1))
     plotting.use_style()
-    return Context(notebook, params, ClaimsRecord(notebook, params.get("profile", "default")))
+    claims = ClaimsRecord(notebook, params.get("profile", "default"))
+    claims.save()  # a fresh, empty record: a rerun never keeps claims of an earlier run
+    return Context(notebook, params, claims)
 
 
 def _git_sha() -> str:

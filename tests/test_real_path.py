@@ -16,6 +16,7 @@ from fake_judge import FakeServer
 from tiny_models import build, write_real_data
 
 ROOT = Path(__file__).resolve().parents[1]
+KEY_ENV, PLANTED = "EMGEO_TEST_REAL_PATH_KEY", "sk-test-PLANTED-real-path-51c9e0"
 NO_EXPECTATIONS = {  # the tiny model is random: record every claim, check none
     "00_model_organism": ["em_in_persona_world", "inducing_beats_risky_neutral", "base_rate_low",
                           "control_weaker_than_persona", "persona_inferred_in_context"],
@@ -41,7 +42,7 @@ def setup(tmp_path_factory):
 
 def parameters(name: str, files: dict, server) -> dict:
     data = {"domains": files["domains"], "harmful": files["harmful"], "helpful": files["helpful"]}
-    judge = {"base_url": server.url, "model": "judge", "samples_scale": 1.0, "max_new_tokens": 6}
+    judge = {"base_url": server.url, "model": "judge", "api_key_env": KEY_ENV, "samples_scale": 1.0, "max_new_tokens": 6}
     common = {"model": "tiny-llama", "profile": "tiny", "workers": 1}
     per = {
         "00_model_organism": dict(data=data, judge=judge, questions_file=files["questions_file"], finetune_domain="code",
@@ -66,6 +67,8 @@ def test_notebook_runs_on_a_real_model_path(name, setup, monkeypatch):
     folder, registry, files, server = setup
     monkeypatch.setenv(models.USER_REGISTRY_ENV, str(registry))
     monkeypatch.setenv("EMGEO_FIGURES", str(folder / "figures"))
+    monkeypatch.setenv("EMGEO_CACHE", str(folder / "cache"))
+    monkeypatch.setenv(KEY_ENV, PLANTED)
     out = folder / f"{name}.ipynb"
     pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=parameters(name, files, server),
                         kernel_name="python3", cwd=str(folder), progress_bar=False)
@@ -74,3 +77,16 @@ def test_notebook_runs_on_a_real_model_path(name, setup, monkeypatch):
     if name in ("00_model_organism", "04_cross_domain", "05_filtering"):
         assert server.count > 0, "the LLM judge was called over HTTP"
     assert (folder / "figures" / "tiny" / "claims" / f"{name}.json").exists()
+
+
+def test_planted_key_reached_the_judge_and_nothing_else(setup):
+    """The judge sent the key to the server; no executed notebook, figure, log or cache file holds it."""
+    folder, _, _, server = setup
+    assert f"Bearer {PLANTED}" in server.auth
+    leaks = [p for p in folder.rglob("*") if p.is_file() and PLANTED.encode() in p.read_bytes()]
+    assert not leaks, leaks
+    executed = list(folder.glob("*.ipynb"))
+    assert len(executed) == len(NO_EXPECTATIONS)
+    for nb in executed:
+        text = nb.read_text()
+        assert '"output_type": "error"' not in text
