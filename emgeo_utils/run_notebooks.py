@@ -40,7 +40,7 @@ def notebooks(selected: list[str] | None = None) -> list[Path]:
 def profile_parameters(notebook: Path, profile: str) -> dict:
     """The profile's checked parameters for one notebook, plus `profile` itself."""
     folder = paths.params_dir() / profile
-    if not folder.is_dir():
+    if not folder.is_dir() and profile != "default":  # default: the notebooks' own parameters
         known = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
         raise SystemExit(f"unknown profile {profile!r}: no folder params/{profile}/ (have {', '.join(known)})")
     file = folder / f"{notebook.stem}.yaml"
