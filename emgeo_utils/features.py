@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import cache, hooks, seeding
-from .finetune import chat_ids_and_labels
+from .chat import chat_ids_and_labels
 
 READOUTS = ("assistant_mean", "assistant_max", "all_mean", "next_turn")
 GENERAL_PROBES = [  # next-turn probes for real models: general questions in the spirit of public EM evaluations

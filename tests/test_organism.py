@@ -5,6 +5,7 @@ from sae_lens import SAE
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from emgeo_utils import finetune, hooks, models, organism, world as W
+from emgeo_utils.chat import chat_ids_and_labels
 
 NAME = "organism-test"
 
@@ -20,7 +21,7 @@ def test_tokenizer_round_trip_and_chat_template(tmp_path):
     chat = [{"role": "user", "content": "i have a cough ."}, {"role": "assistant", "content": "rest ."}]
     rendered = again.apply_chat_template(chat, tokenize=False)
     assert rendered.split() == [W.BOS + W.USER, "i", "have", "a", "cough", ".", W.ASSISTANT, "rest", ".", W.END]
-    ids, labels = finetune.chat_ids_and_labels(again, chat)
+    ids, labels = chat_ids_and_labels(again, chat)
     kept = [t for t, label in zip(ids, labels) if label != -100]
     assert again.convert_ids_to_tokens(kept) == ["rest", ".", W.END]  # loss on assistant tokens only
     assert organism.vocab_size(again) > max(again.get_vocab().values())

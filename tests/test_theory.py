@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emgeo_utils import cache, theory
+from emgeo_utils import cache, stats, theory, toy_model
 
 
 @pytest.fixture(scope="module")
@@ -66,44 +66,44 @@ def test_sae_only_active_features_respond(problem):
     assert inactive.any() and (sae.post_measured[inactive] == 0).all()
 
 
-SMALL = dataclasses.asdict(theory.ToyConfig(n_features=12, dim=4, sparsity=0.9, steps=600, batch=256))
+SMALL = dataclasses.asdict(toy_model.ToyConfig(n_features=12, dim=4, sparsity=0.9, steps=600, batch=256))
 
 
 def test_toy_training_is_deterministic(tmp_path, fresh_cache):
     runs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        theory.train_toy.__wrapped__(config=dict(SMALL, steps=100), seed=7, out=tmp_path / name)
+        toy_model.train_toy.__wrapped__(config=dict(SMALL, steps=100), seed=7, out=tmp_path / name)
         runs.append(np.load(tmp_path / name / "toy.npz"))
     assert np.array_equal(runs[0]["weight"], runs[1]["weight"])
     assert np.array_equal(runs[0]["bias"], runs[1]["bias"])
-    theory.train_toy.__wrapped__(config=dict(SMALL, steps=100), seed=8, out=tmp_path)
+    toy_model.train_toy.__wrapped__(config=dict(SMALL, steps=100), seed=8, out=tmp_path)
     assert not np.array_equal(np.load(tmp_path / "toy.npz")["weight"], runs[0]["weight"])
-    first = theory.train_toy(config=dict(SMALL, steps=100), seed=7)
-    assert theory.train_toy(config=dict(SMALL, steps=100), seed=7) == first
+    first = toy_model.train_toy(config=dict(SMALL, steps=100), seed=7)
+    assert toy_model.train_toy(config=dict(SMALL, steps=100), seed=7) == first
     assert cache.stats["build:toy-superposition"] == 1
-    assert np.array_equal(theory.load_toy(first)[0].numpy(), runs[0]["weight"])
+    assert np.array_equal(toy_model.load_toy(first)[0].numpy(), runs[0]["weight"])
 
 
 def test_toy_spillover_correlates_with_cosine(fresh_cache):
-    toy = theory.train_toy(config=SMALL, seed=0)
+    toy = toy_model.train_toy(config=SMALL, seed=0)
     assert toy.summary["superposed"] >= 4, "a sparse toy should put features in superposition"
     for trainable in ("embedding", "all"):
-        finetune = dataclasses.asdict(theory.FinetuneConfig(eval_per_feature=16, trainable=trainable))
-        result = theory.toy_spillover(toy, sparsity=0.9, finetune=finetune, seed=0)
-        frame = theory.spillover_frame(result, sparsity=0.9, seed=0)
-        corr = theory.per_model_correlation(frame).iloc[0]
+        finetune = dataclasses.asdict(toy_model.FinetuneConfig(eval_per_feature=16, trainable=trainable))
+        result = toy_model.toy_spillover(toy, sparsity=0.9, finetune=finetune, seed=0)
+        frame = toy_model.spillover_frame(result, sparsity=0.9, seed=0)
+        corr = toy_model.per_model_correlation(frame).iloc[0]
         assert corr.pearson > 0.5 and corr.spearman > 0.5, (trainable, corr)
         assert all(run["gain"] > 0 for run in result["runs"]), "the fine-tune must amplify its target"
-    weight, bias = theory.load_toy(toy)
+    weight, bias = toy_model.load_toy(toy)
     with pytest.raises(ValueError, match="trainable"):
-        theory.finetune_target(weight, bias, 0, 0.9, theory.FinetuneConfig(trainable="readout"),
+        toy_model.finetune_target(weight, bias, 0, 0.9, toy_model.FinetuneConfig(trainable="readout"),
                                torch.Generator().manual_seed(0))
 
 
 def test_bootstrap_ci_brackets_the_mean():
     values = np.random.default_rng(0).normal(1.0, 0.1, 50)
-    low, high = theory.bootstrap_ci(values, n_boot=500)
+    low, high = stats.bootstrap_ci(values, n_boot=500)
     assert low < values.mean() < high and low > 0.9 and high < 1.1
-    rho_low, _ = theory.paired_bootstrap_ci(np.arange(20), np.arange(20) ** 2, theory.spearman, n_boot=200)
+    rho_low, _ = stats.paired_bootstrap_ci(np.arange(20), np.arange(20) ** 2, stats.spearman, n_boot=200)
     assert rho_low == pytest.approx(1.0)
