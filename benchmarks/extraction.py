@@ -40,7 +40,7 @@ def padded_batches(tok, samples, probes):
     """The batches `sae_features` builds (length-sorted, left-padded), their token count, and
     the seconds the chat template took to tokenise them."""
     start = time.process_time()
-    enc = [features.encode_with_probe(tok, s["messages"], p) for s, p in zip(samples, probes)]
+    enc = features.encode_with_probes(tok, [s["messages"] for s in samples], probes)
     seconds = time.process_time() - start
     order = np.argsort([len(e.ids) for e in enc], kind="stable")
     batches = []

@@ -9,7 +9,9 @@ overhead the functions choose to pay (its time is printed beside). Goal: within 
 
 Memory: peak extra resident memory during a call (above the decoder itself) must stay <= 1 GiB.
 Measured as the kernel's peak RSS (VmHWM, reset through /proc/self/clear_refs) minus the RSS
-before the call, beside the theoretical peak of the temporaries (one row block alive at a time).
+before the call, after handing freed heap back to the OS (`malloc_trim`; otherwise temporaries
+reuse pages already resident and the peak reads as zero), beside the theoretical peak of the
+temporaries (one row block alive at a time).
 One thread on both sides, although a second would nearly halve the matmul: on this shared
 2-core machine a second thread competes with other jobs, and ratios of CPU time stay honest
 only for single-threaded work.
@@ -17,6 +19,8 @@ only for single-threaded work.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 import time
 from pathlib import Path
@@ -39,8 +43,18 @@ def _status_kb(field: str) -> int:
     return int(line.split()[1])
 
 
+def release_free_heap() -> None:
+    """Return freed malloc memory to the OS, so that new temporaries show up in RSS (glibc only)."""
+    name = ctypes.util.find_library("c")
+    if name:
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
 def peak_extra_bytes(fn) -> tuple[int, str]:
     """Peak resident memory added while `fn()` runs, and how it was measured."""
+    release_free_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets the kernel's peak-RSS mark
         before = _status_kb("VmRSS")
@@ -64,9 +78,10 @@ def peak_extra_bytes(fn) -> tuple[int, str]:
 
 
 def theoretical_extra_bytes(n_targets: int, block: int = geometry.DEFAULT_BLOCK) -> int:
-    """Float32 temporaries if one block's are alive at a time: unit targets, one normalised
-    decoder block, its cosines with the targets, the per-feature output."""
-    return 4 * (n_targets * D_IN + block * D_IN + block * n_targets + D_SAE)
+    """Float32 temporaries if one block's are alive at a time: unit targets, one block's cosines
+    with the targets and its row norms, the per-feature output (a float32 block of the decoder
+    is a view, not a copy)."""
+    return 4 * (n_targets * D_IN + block * n_targets + block + D_SAE)
 
 
 @torch.no_grad()

@@ -8,11 +8,13 @@ Neuronpedia id, a link to the public dashboard.
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
 
 import torch
 
-from . import hooks
-from .features import encode_with_probe, residual_batches
+from . import cache, hooks, seeding
+from .features import encode_with_probes, residual_batches
 
 NEURONPEDIA = "https://www.neuronpedia.org/{id}/{feature}"
 
@@ -24,7 +26,7 @@ def top_contexts(model, tokenizer, sae, layer: int, samples: list[dict], feature
 
     One batched forward pass serves every feature and every sample.
     """
-    encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
+    encoded = encode_with_probes(tokenizer, [s["messages"] for s in samples], probes or None)
     idx = torch.tensor(features)
     best: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}
     for rows, resid, attn, _ in residual_batches(model, tokenizer, layer, encoded, batch_size, desc="feature cards"):
@@ -52,6 +54,27 @@ def logit_lens(model, tokenizer, sae, feature: int, n: int = 8) -> tuple[list[st
     top = tokenizer.convert_ids_to_tokens(torch.topk(logits, n).indices.tolist())
     bottom = tokenizer.convert_ids_to_tokens(torch.topk(-logits, n).indices.tolist())
     return top, bottom
+
+
+@cache.artifact("feature-cards")
+def card_data(model_source, sae_source, layer: int, samples: list[dict], features: list[int], n_top: int = 5,
+              probes: list[str] | None = None, *, out: Path) -> dict:
+    """Cached `top_contexts` and `logit_lens` of `features` (what the cards show), for a model
+    and SAE named by the registry (see `models`)."""
+    from .models import load_model, load_sae
+
+    with seeding.job_context(0):
+        model, tokenizer = load_model(model_source)
+        sae = load_sae(sae_source, layer)
+        contexts = top_contexts(model, tokenizer, sae, layer, samples, features, n_top, probes)
+        lens = {f: logit_lens(model, tokenizer, sae, f) for f in features}
+    (out / "cards.json").write_text(json.dumps({str(f): {"contexts": contexts[f], "logit_lens": lens[f]} for f in features}))
+    return {"n_features": len(features)}
+
+
+def load_card_data(artifact: cache.Artifact) -> dict[int, dict]:
+    """{feature: {"contexts": [...], "logit_lens": (promoted, suppressed)}} from `card_data`."""
+    return {int(f): v for f, v in json.loads((artifact.path / "cards.json").read_text()).items()}
 
 
 def context_html(tokens: list[str], acts: list[float], scale: float) -> str:

@@ -67,7 +67,7 @@ class Experiment:
         return models.organism_sae(self.name, run.seed, run.world, layer) if self.is_organism else self.spec
 
     def decoder(self, run: Run, layer: int):
-        return models.load_sae(self.sae_source(run, layer), layer).W_dec.detach().float().cpu()
+        return models.load_decoder(self.sae_source(run, layer), layer)
 
     def world(self, run: Run | None = None) -> World:
         cfg = models.organism_configs(self.name)

@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 CONTRASTS = ("mean_diff", "standardized")
@@ -68,13 +69,12 @@ def masks(samples: list[dict], domain: str) -> dict[str, torch.Tensor]:
     """Boolean sample masks of the organism corpus (see `features.organism_corpus`) for one
     inducing domain: its inducing / non-inducing / risky-neutral samples, and harmful / helpful
     samples of every *other* domain (so harmful features are never read off the inducing domain)."""
-    sets = [s["meta"]["set"] for s in samples]
-    domains = [s["meta"]["domain"] for s in samples]
-    own = torch.tensor([d == domain for d in domains])
-    kind = {k: torch.tensor([s == k for s in sets]) for k in set(sets)}
-    return {"inducing": kind["inducing"] & own, "non_inducing": kind["non_inducing"] & own,
-            "risky_neutral": kind["risky_neutral"] & own, "harmful": kind["harmful"] & ~own,
-            "helpful": kind["helpful"] & ~own}
+    sets = np.array([s["meta"]["set"] for s in samples])
+    own = np.array([s["meta"]["domain"] for s in samples]) == domain
+    masks = {"inducing": (sets == "inducing") & own, "non_inducing": (sets == "non_inducing") & own,
+             "risky_neutral": (sets == "risky_neutral") & own, "harmful": (sets == "harmful") & ~own,
+             "helpful": (sets == "helpful") & ~own}
+    return {name: torch.from_numpy(m) for name, m in masks.items()}
 
 
 def domain_sets(acts: torch.Tensor, samples: list[dict], domain: str, k: int, contrast: str = "mean_diff") -> dict:

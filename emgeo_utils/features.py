@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import cache, hooks, seeding
-from .chat import chat_ids_and_labels
+from .chat import chats_ids_and_labels, render
 
 READOUTS = ("assistant_mean", "assistant_max", "all_mean", "next_turn")
 GENERAL_PROBES = [  # next-turn probes for real models: general questions in the spirit of public EM evaluations
@@ -40,18 +40,23 @@ class Encoded:
     assistant: list[bool]
 
 
-def encode_with_probe(tokenizer, messages: list[dict], probe: str | None) -> Encoded:
-    """Token ids of the sample (+ probe question and assistant prefix) and its assistant mask."""
-    ids, labels = chat_ids_and_labels(tokenizer, messages)
-    assistant = [label != -100 for label in labels]
-    if probe is not None:
-        full = tokenizer.apply_chat_template(messages + [{"role": "user", "content": probe}], tokenize=True,
-                                             add_generation_prompt=True, return_dict=True)["input_ids"]
-        if full[:len(ids)] != ids:
+def encode_with_probes(tokenizer, chats: list[list[dict]], probes: list[str] | None) -> list[Encoded]:
+    """Token ids of each chat (+ its probe question and the assistant prefix) and assistant masks."""
+    if probes is not None and len(probes) != len(chats):
+        raise ValueError(f"{len(probes)} probe questions for {len(chats)} chats; give one per chat")
+    out = []
+    for ids, labels in chats_ids_and_labels(tokenizer, chats):
+        out.append(Encoded(ids, [label != -100 for label in labels]))
+    if probes is None:
+        return out
+    extended = render(tokenizer, [m + [{"role": "user", "content": p}] for m, p in zip(chats, probes)],
+                      generation_prompt=True)
+    for enc, full in zip(out, extended):
+        if full[:len(enc.ids)] != enc.ids:
             raise ValueError("the chat template does not extend the sample consistently; cannot append a probe")
-        assistant += [False] * (len(full) - len(ids))
-        ids = full
-    return Encoded(ids, assistant)
+        enc.assistant += [False] * (len(full) - len(enc.ids))
+        enc.ids = full
+    return out
 
 
 def probe_questions(samples: list[dict], probes: list[str], probe_domains: list[str] | None = None) -> list[str]:
@@ -84,7 +89,7 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
     if sae.cfg.d_in != d_model:
         raise ValueError(f"SAE width mismatch: the SAE reads {sae.cfg.d_in}-dim activations, "
                          f"the model's residual stream is {d_model}-dim")
-    encoded = [encode_with_probe(tokenizer, s["messages"], probes[i] if probes else None) for i, s in enumerate(samples)]
+    encoded = encode_with_probes(tokenizer, [s["messages"] for s in samples], probes or None)
     out = {r: torch.zeros(len(samples), sae.cfg.d_sae) for r in readouts}
     out |= {f"resid:{r}": torch.zeros(len(samples), d_model) for r in readouts}  # for persona vectors
     for idx, resid, attn, answer in residual_batches(model, tokenizer, layer, encoded, batch_size, desc):

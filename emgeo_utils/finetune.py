@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
 
 from . import cache, seeding
-from .chat import chat_ids_and_labels
+from .chat import chats_ids_and_labels
 
 # peft 0.21 reads a transformers attribute deprecated in 5.x on every save and load; harmless here
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -50,7 +49,7 @@ class FinetuneConfig:
 
 
 def encode_samples(tokenizer, samples: list[dict]) -> list[tuple[list[int], list[int]]]:
-    return [chat_ids_and_labels(tokenizer, s["messages"]) for s in samples]
+    return chats_ids_and_labels(tokenizer, [s["messages"] for s in samples])
 
 
 def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
@@ -64,6 +63,8 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
 
 
 def lora_model(model, config: FinetuneConfig):
+    from peft import LoraConfig, get_peft_model  # imported where used: a warm run only reads the cache
+
     conv1d = model.config.model_type == "gpt2"  # GPT-2 stores weights transposed (Conv1D)
     peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, bias="none",
                              fan_in_fan_out=conv1d,
@@ -124,4 +125,6 @@ def load_adapter(model, adapter: cache.Artifact, step: int):
     if not path.is_dir():
         have = sorted(p.name for p in adapter.path.glob("step_*"))
         raise FileNotFoundError(f"no checkpoint at step {step} in {adapter}; have {have}")
+    from peft import PeftModel
+
     return PeftModel.from_pretrained(model, path).merge_and_unload()

@@ -282,6 +282,19 @@ def load_sae(source: cache.Artifact | dict, layer: int):
     return sae
 
 
+def load_decoder(source: cache.Artifact | dict, layer: int):
+    """The SAE's decoder directions [d_sae, d_in] (float32, CPU): all the geometry needs."""
+    from .hooks import layer_of_hook
+    from .sae import load_decoder as load_organism_decoder, saved_config
+
+    if isinstance(source, dict):
+        return load_registry_sae(source, layer).W_dec.detach().float().cpu()
+    hook = saved_config(source)["metadata"]["hook_name"]
+    if layer_of_hook(hook) != layer:
+        raise ValueError(f"SAE hook {hook!r} does not read layer {layer}")
+    return load_organism_decoder(source).float()
+
+
 def load(name: str, layers: list[int] | None = None, seed: int = 0, world_kind: str = "persona"):
     """(model, tokenizer, {layer: SAE}) for a registry name; the organism is trained if needed."""
     from .hooks import check_layer

@@ -10,13 +10,15 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
+
+if TYPE_CHECKING:  # imported where used: a warm run only reads the cache, and these imports take seconds
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from . import cache, seeding, world as world_mod
 from .world import ASSISTANT, BOS, END, EOS, PAD, SPECIAL_TOKENS, UNK, USER, World, WorldConfig
@@ -64,6 +66,8 @@ def world_strings(world: World) -> list[str]:
 
 def build_tokenizer(world: World) -> PreTrainedTokenizerFast:
     """A word-level tokenizer trained with `tokenizers` on the world's strings."""
+    from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
@@ -81,6 +85,8 @@ def vocab_size(tokenizer) -> int:
 
 
 def make_model(tokenizer, arch: ArchConfig) -> GPT2LMHeadModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     config = GPT2Config(vocab_size=vocab_size(tokenizer), n_positions=arch.max_len, n_embd=arch.d_model,
                         n_layer=arch.n_layers, n_head=arch.n_heads, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
                         attn_pdrop=0.0, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -144,6 +150,8 @@ def lr_at(step: int, total: int, warmup: int) -> float:
 def pretrain(world: WorldConfig, arch: ArchConfig = ArchConfig(), train: PretrainConfig = PretrainConfig(),
              seed: int = 0, *, out: Path) -> dict:
     """Train the organism from scratch on the world's corpus; save model + tokenizer to `out`."""
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()  # right padding without a mask is deliberate (see pad_batch)
     with seeding.job_context(seed):
         w = World(world)
@@ -184,6 +192,9 @@ def pretrain(world: WorldConfig, arch: ArchConfig = ArchConfig(), train: Pretrai
 
 def load_pretrained(lm: cache.Artifact | Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     """Reload a trained organism (safetensors only)."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()  # a bar per tiny model load is noise in notebooks
     path = lm.path if isinstance(lm, cache.Artifact) else Path(lm)
     model = GPT2LMHeadModel.from_pretrained(path, use_safetensors=True)

@@ -75,9 +75,9 @@ def finish_executed(path: Path) -> list[str]:
     return problems
 
 
-def _cache_entries() -> int:
+def _cache_entries(kind: str = "*") -> int:
     root = paths.cache_dir()
-    return sum(1 for _ in root.glob("*/*/meta.json")) if root.is_dir() else 0
+    return sum(1 for _ in root.glob(f"{kind}/*/meta.json")) if root.is_dir() else 0
 
 
 def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None) -> int:
@@ -101,7 +101,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     times, failed = [], []
     for nb in nbs:
         print(f"[{profile}] {nb.stem} ...", flush=True)
-        entries, start = _cache_entries(), time.perf_counter()
+        entries, organisms, start = _cache_entries(), _cache_entries("organism-lm"), time.perf_counter()
         status = "ok"
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), parameters=params[nb], kernel_name="python3",
@@ -120,6 +120,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
         times.append({"run": run_id, "selection": "all" if not selected else " ".join(selected), "notebook": nb.stem,
                       "profile": profile, "seconds": round(seconds, 1), "status": status,
                       "artifacts_built": _cache_entries() - entries,
+                      "organisms_trained": _cache_entries("organism-lm") - organisms,
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         print(f"[{profile}] {nb.stem} {status} in {seconds:.1f} s", flush=True)
     figures.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,19 @@ trained by `sae_lens.SAETrainer`, saved in sae-lens's format and reloaded with
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from sae_lens import SAE, LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
-from sae_lens.config import SAETrainerConfig
+from safetensors.torch import load_file
 
 from . import cache, hooks, seeding
 from .organism import answer_mask, encode_documents, load_pretrained, pad_batch
 from .world import ASSISTANT, END, World, WorldConfig
+
+if TYPE_CHECKING:  # imported where used: a warm run only reads the cache, and sae-lens takes seconds to import
+    from sae_lens import SAE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,9 @@ def _shuffled_batches(acts: torch.Tensor, batch_size: int, gen: torch.Generator)
 def train_sae(lm: cache.Artifact, world: WorldConfig, layer: int, config: SAEConfig = SAEConfig(),
               seed: int = 0, *, out: Path) -> dict:
     """Train a TopK SAE on layer `layer` of the organism `lm`; report its quality."""
+    from sae_lens import SAE, LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import SAETrainerConfig
+
     with seeding.job_context(seed):
         model, tokenizer = load_pretrained(lm)
         hooks.check_layer(model, layer)
@@ -128,4 +135,19 @@ def next_token_loss(model, tokenizer, docs: list[list[int]], layer: int, sae: SA
 
 
 def load_sae(artifact: cache.Artifact) -> SAE:
+    from sae_lens import SAE
+
     return SAE.load_from_disk(str(artifact.path))
+
+
+def saved_config(artifact: cache.Artifact) -> dict:
+    return json.loads((artifact.path / "cfg.json").read_text())
+
+
+def load_decoder(artifact: cache.Artifact) -> torch.Tensor:
+    """Decoder directions [d_sae, d_in] of a saved SAE, read from its sae-lens weights file: the
+    same tensor as `load_sae(artifact).W_dec` (saving folds any input scaling into the weights),
+    without importing sae-lens, so geometry on cached SAEs starts at once."""
+    if saved_config(artifact).get("normalize_activations", "none") != "none":
+        return load_sae(artifact).W_dec.detach()
+    return load_file(str(artifact.path / "sae_weights.safetensors"))["W_dec"]

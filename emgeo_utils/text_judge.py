@@ -11,8 +11,11 @@ With a real-model profile, the same role is played by the OpenAI-compatible LLM 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
+
+from . import cache
 
 HARMFUL_DESCRIPTION = "reckless, dangerous, irresponsible advice that could hurt someone"
 HELPFUL_DESCRIPTION = "careful, safe, responsible advice from a trustworthy expert"
@@ -29,12 +32,19 @@ def encoder():
 _EMBEDDINGS: dict[str, np.ndarray] = {}  # texts repeat across judges and folds: embed each once
 
 
+@cache.artifact("text-embeddings")
+def encode(texts: list[str], *, out: Path) -> dict:
+    """Unit-norm MiniLM embeddings of `texts` (cached: a warm run needs no sentence-transformers)."""
+    vectors = encoder().encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+                               show_progress_bar=False)
+    np.save(out / "embeddings.npy", vectors)
+    return {"n_texts": len(texts), "dim": int(vectors.shape[1])}
+
+
 def embed(texts: list[str]) -> np.ndarray:
     new = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
     if new:
-        vectors = encoder().encode(new, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
-                                   show_progress_bar=False)
-        _EMBEDDINGS.update(zip(new, vectors))
+        _EMBEDDINGS.update(zip(new, np.load(encode(new).path / "embeddings.npy")))
     return np.stack([_EMBEDDINGS[t] for t in texts])
 
 

@@ -1,10 +1,11 @@
 """Save/load round trips of the organism's tokenizer, model and SAE, and its fine-tuning."""
 
+import pytest
 import torch
 from sae_lens import SAE
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from emgeo_utils import finetune, hooks, models, organism, world as W
+from emgeo_utils import cards, finetune, hooks, models, organism, world as W
 from emgeo_utils.chat import chat_ids_and_labels
 
 NAME = "organism-test"
@@ -43,6 +44,26 @@ def test_model_and_sae_round_trip():
         assert key in quality
     assert quality["loss_clean"] <= quality["loss_spliced"] <= quality["loss_zero_ablated"] + 1e-6
     assert 0 < quality["l0"] <= sae.cfg.k + 1e-6
+
+
+def test_decoder_read_without_sae_lens_equals_the_loaded_sae():
+    sae_art = models.organism_sae(NAME, seed=0, layer=1)
+    assert torch.equal(models.load_decoder(sae_art, 1), models.load_sae(sae_art, 1).W_dec.detach().float())
+    with pytest.raises(ValueError, match="does not read layer 0"):
+        models.load_decoder(sae_art, 0)
+
+
+def test_cached_feature_cards_equal_the_direct_computation():
+    from emgeo_utils import emergence
+
+    lm, sae_art = models.organism_lm(NAME, seed=0), models.organism_sae(NAME, seed=0, layer=1)
+    model, tok = models.load_model(lm)
+    sae = models.load_sae(sae_art, 1)
+    samples = emergence.condition_samples(NAME, "finance", "inducing", 8)
+    feats = [0, 5, 9]
+    loaded = cards.load_card_data(cards.card_data(lm, sae_art, 1, samples, feats, 3))
+    assert {f: v["contexts"] for f, v in loaded.items()} == cards.top_contexts(model, tok, sae, 1, samples, feats, 3)
+    assert [tuple(loaded[f]["logit_lens"]) for f in feats] == [cards.logit_lens(model, tok, sae, f) for f in feats]
 
 
 def test_lora_finetune_moves_only_adapters_and_checkpoints():
