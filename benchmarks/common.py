@@ -21,10 +21,11 @@ from emgeo_utils import organism, seeding
 from emgeo_utils.features import organism_corpus
 from emgeo_utils.world import World, WorldConfig
 
-# The organism (registry entry "organism": d_model 64, 2 layers, ~1.5k words), and a bigger
-# random GPT-2 with the same tokenizer, so the model rather than Python does most of the work.
+# The organism (registry entry "organism": d_model 64, 2 layers, ~1.5k words), and bigger random
+# GPT-2s with the same tokenizer, so the model rather than Python does most of the work.
 SHAPES = {"organism d64x2": organism.ArchConfig(),
-          "gpt2 d512x4": organism.ArchConfig(d_model=512, n_layers=4, n_heads=8)}
+          "gpt2 d512x4": organism.ArchConfig(d_model=512, n_layers=4, n_heads=8),
+          "gpt2 d512x12": organism.ArchConfig(d_model=512, n_layers=12, n_heads=8)}
 
 
 @dataclasses.dataclass

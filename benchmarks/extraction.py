@@ -10,11 +10,12 @@ Also against what users write instead, on the same batches: `output_hidden_state
 layer kept) then the SAE encoder on the chosen layer, and sae-lens's own activation path
 where it works offline on a local GPT-2 folder (otherwise the row is skipped with the reason).
 The bare forward and the alternatives get the batches already tokenised and padded;
-`sae_features` tokenises inside, as callers use it. The layer is the last one (notebook 02's
-primary layer), where stopping early saves only the final norm and the unembedding. (There
-HF's `hidden_states[-1]` is taken after the final norm, so the hidden-states path would feed the
-SAE the wrong activation; it is timed as a throughput reference only.)
-Measured on the organism's shape and on a bigger random GPT-2 where the forward dominates.
+`sae_features` tokenises inside, as callers use it. On the organism's shape and a 4-layer GPT-2
+the layer is the last one (notebook 02's primary layer), where stopping early saves only the final
+norm and the unembedding (there HF's `hidden_states[-1]` is taken after the final norm, so the
+hidden-states path would feed the SAE the wrong activation; it is timed as a throughput reference
+only). On a 12-layer GPT-2 the hook sits at mid-depth, as the paper's SAEs do, and stopping after
+it saves the upper half of the forward.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from emgeo_utils.sae import SAEConfig
 
 from . import common
 
-SIZES = {"organism d64x2": (256, 5), "gpt2 d512x4": (64, 3)}  # shape -> (chat samples, rounds)
+# shape -> (chat samples, rounds, hooked layer): the last layer (notebook 02's primary layer on the
+# organism), and a mid-depth layer of a deeper model, where the paper's SAEs sit (Gemma-2-2B: 12 of 26)
+SIZES = {"organism d64x2": (256, 5, 1), "gpt2 d512x4": (64, 3, 3), "gpt2 d512x12": (64, 2, 5)}
 BATCH = 32  # sae_features' default
 
 
@@ -93,13 +96,12 @@ def sae_lens_paths(model, tok, sae, layer: int, batches) -> dict:
 
 
 @torch.no_grad()
-def measure(shape: str, n_samples: int, rounds: int) -> list[common.Row]:
+def measure(shape: str, n_samples: int, rounds: int, layer: int) -> list[common.Row]:
     common.setup(seed=0, threads=1)
     w = common.world()
     tok = common.tokenizer(w)
     arch = common.SHAPES[shape]
     model = common.gpt2(tok, arch)
-    layer = arch.n_layers - 1
     sae_cfg = TopKSAEConfig(d_in=arch.d_model, d_sae=SAEConfig.expansion * arch.d_model, k=SAEConfig.k)
     sae_cfg.metadata.hook_name = hooks.resid_post_hook(layer)
     sae = TopKSAE(sae_cfg)  # random weights: the encoder's cost does not depend on them
@@ -147,18 +149,18 @@ def measure(shape: str, n_samples: int, rounds: int) -> list[common.Row]:
     total, known = best["sae_features"], {"chat-template tokenisation": tokenise_s} | {k: best[k] for k in parts}
     print("  sae_features' time: " + ", ".join(f"{k} {v / total:.0%}" for k, v in known.items())
           + f", the rest (batching, copies, per-sample pooling) {1 - sum(known.values()) / total:.0%}")
-    rows = [common.Row("1 features", f"sae_features / bare forward tok/s [{shape}]", best["bare forward"] / best["sae_features"],
+    rows = [common.Row("1 features", f"sae_features / bare forward tok/s [{shape}, layer {layer}]", best["bare forward"] / best["sae_features"],
                        "x", (">=", 0.85), note=f"tokenisation {tokenise_s / total:.0%} of its time")]
     for name in paths:
         if name not in ("bare forward", "sae_features"):
-            rows.append(common.Row("1 features", f"sae_features / {name} tok/s [{shape}]", best[name] / best["sae_features"], "x"))
+            rows.append(common.Row("1 features", f"sae_features / {name} tok/s [{shape}, layer {layer}]", best[name] / best["sae_features"], "x"))
     for name, why in skipped.items():
         print(f"  {name}: skipped, {why}")
-        rows.append(common.Row("1 features", f"sae_features / {name} [{shape}]", None, "x", missing="skipped",
+        rows.append(common.Row("1 features", f"sae_features / {name} [{shape}, layer {layer}]", None, "x", missing="skipped",
                                note=why))
     return rows
 
 
 def run() -> list[common.Row]:
     """Feature extraction on both shapes."""
-    return [row for shape, (n, rounds) in SIZES.items() for row in measure(shape, n, rounds)]
+    return [row for shape, (n, rounds, layer) in SIZES.items() for row in measure(shape, n, rounds, layer)]
