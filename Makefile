@@ -12,7 +12,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.emgeo-installed
 
 # The offline profiles never touch the hub; real-model profiles (params/<model>/) need it.
-ifneq ($(filter $(PROFILE),default test),)
+ifneq ($(filter $(PROFILE),default test large),)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 endif

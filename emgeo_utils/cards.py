@@ -30,7 +30,7 @@ def top_contexts(model, tokenizer, sae, layer: int, samples: list[dict], feature
     idx = torch.tensor(features)
     best: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}
     for rows, resid, attn, _ in residual_batches(model, tokenizer, layer, encoded, batch_size, desc="feature cards"):
-        acts = sae.encode(resid.to(sae.W_dec.dtype))[..., idx].float().cpu()  # [b, width, n_features]
+        acts = sae.encode(resid.to(sae.W_dec.device, sae.W_dec.dtype))[..., idx].float().cpu()  # [b, width, n_features]
         for row, i in enumerate(rows):
             token_acts = acts[row, attn.shape[1] - len(encoded[i].ids):]
             peaks = token_acts.max(0).values
@@ -46,11 +46,12 @@ def top_contexts(model, tokenizer, sae, layer: int, samples: list[dict], feature
 
 def logit_lens(model, tokenizer, sae, feature: int, n: int = 8) -> tuple[list[str], list[str]]:
     """Tokens most promoted and most suppressed by the feature's decoder direction."""
-    direction = sae.W_dec[feature].detach().float()
+    unembed = model.get_output_embeddings().weight.detach().float()
+    direction = sae.W_dec[feature].detach().float().to(unembed.device)
     weight = hooks.final_norm_weight(model)
     if weight is not None:
-        direction = direction * weight.float()
-    logits = model.get_output_embeddings().weight.detach().float() @ direction
+        direction = direction * weight.float().to(unembed.device)
+    logits = unembed @ direction
     top = tokenizer.convert_ids_to_tokens(torch.topk(logits, n).indices.tolist())
     bottom = tokenizer.convert_ids_to_tokens(torch.topk(-logits, n).indices.tolist())
     return top, bottom
@@ -65,7 +66,7 @@ def card_data(model_source, sae_source, layer: int, samples: list[dict], feature
 
     with seeding.job_context(0):
         model, tokenizer = load_model(model_source)
-        sae = load_sae(sae_source, layer)
+        sae = load_sae(sae_source, layer).to(next(model.parameters()).device)  # SAEs load on the CPU
         contexts = top_contexts(model, tokenizer, sae, layer, samples, features, n_top, probes)
         lens = {f: logit_lens(model, tokenizer, sae, f) for f in features}
     (out / "cards.json").write_text(json.dumps({str(f): {"contexts": contexts[f], "logit_lens": lens[f]} for f in features}))

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from . import models, paths
+from .notebook import parameter_defaults
 
 EFFECTIVE_FLOPS = 0.4 * 312e12
 TOKENS_PER_SAMPLE = 300        # a chat sample of the public EM datasets, prompt + answer
@@ -27,9 +28,13 @@ LORA_OVERHEAD = 1.3            # activations, LoRA weights and optimiser state o
 MARKERS = ("<!-- estimates:start -->", "<!-- estimates:end -->")
 
 
+FILTERS = 5  # notebook 05: geometry, random, judge, persona vector, oracle
+
+
 def _params(profile: str, notebook: str) -> dict:
+    """A notebook's parameters under a profile: its defaults, updated by the profile's file."""
     file = paths.params_dir() / profile / f"{notebook}.yaml"
-    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+    return parameter_defaults(notebook) | ((yaml.safe_load(file.read_text()) or {}) if file.is_file() else {})
 
 
 def estimate(name: str) -> dict:
@@ -39,17 +44,23 @@ def estimate(name: str) -> dict:
     sae_gb = 2 * d_sae * spec["hidden_size"] * 4 / 1e9  # encoder + decoder, float32
     p00, p05 = _params(name, "00_model_organism"), _params(name, "05_filtering")
     questions = round(EVAL_ANSWERS * p00.get("judge", {}).get("samples_scale", 1.0))
-    finetunes = len(p00.get("conditions", [1, 2])) * len(p00.get("finetune_seeds", [0, 1, 2]))
-    train_tokens = finetunes * p00.get("n_finetune_samples", 6000) * TOKENS_PER_SAMPLE
+    # notebook 00: one epoch over the samples per condition and seed; judged at the end and at base
+    finetunes = len(p00["conditions"]) * len(p00["finetune_seeds"])
+    train_tokens = finetunes * p00["n_finetune_samples"] * TOKENS_PER_SAMPLE
     eval_tokens = (finetunes + 1) * questions * (NEW_TOKENS_PER_ANSWER + 100)
-    filters = 1 + 5 * len(p05.get("fractions", [0.5])) * 3
-    filter_tokens = filters * p05.get("n_samples", 2000) * TOKENS_PER_SAMPLE
+    # notebook 05, per fine-tuning seed: fixed steps (unfiltered + every filter at every fraction),
+    # then fixed epochs (unfiltered + every filter at the main fraction, on fewer samples)
+    step_samples = p05["steps"] * spec.get("finetune", {}).get("batch_size", 8)
+    runs_05 = (1 + FILTERS * len(p05["fractions"]) + 1 + FILTERS) * len(p05["finetune_seeds"])
+    samples_05 = step_samples * len(p05["finetune_seeds"]) * (
+        1 + FILTERS * len(p05["fractions"]) + 1 + FILTERS * (1 - p05["main_fraction"]))
     hours = lambda flops: flops / EFFECTIVE_FLOPS / 3600
     return {"model": name, "parameters": f"{spec['params_billion']:g}B",
             "GPU memory, fine-tune (GB, est.)": round(2 * n / 1e9 * LORA_OVERHEAD),
             "GPU memory, features (GB, est.)": round(2 * n / 1e9 + sae_gb),
             "notebook 00 (h, est.)": round(hours(6 * n * train_tokens + 2 * n * eval_tokens), 1),
-            "notebook 05 (h, est.)": round(hours(6 * n * filter_tokens + 2 * n * (filters * questions * 300)), 1)}
+            "notebook 05 (h, est.)": round(hours(6 * n * samples_05 * TOKENS_PER_SAMPLE
+                                                 + 2 * n * runs_05 * questions * (NEW_TOKENS_PER_ANSWER + 100)), 1)}
 
 
 def table() -> str:

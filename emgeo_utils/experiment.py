@@ -82,9 +82,7 @@ class Experiment:
     def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
         """Next-turn probe questions: another domain's question (organism) or general questions."""
         if self.is_organism:
-            world = self.world()
-            pairs = [(d, q.text) for d in DOMAINS for q in world.questions(d, "train", 3, seed=seed + 2)]
-            return features.probe_questions(samples, [q for _, q in pairs], [d for d, _ in pairs])
+            return features.organism_probes(self.world(), samples, seed)
         return features.probe_questions(samples, list(self.spec.get("probes", features.GENERAL_PROBES)))
 
     def corpus(self, n_per_set: int, seed: int = 0) -> tuple[list[dict], list[str]]:
@@ -159,20 +157,6 @@ class Experiment:
         return features.split_residual(features.load_features(art))
 
     # ------------------------------------------------------------------ fine-tuning
-    def finetune_eval(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
-                      overrides: dict | None = None, tags: dict | None = None) -> list[dict]:
-        """Rows per checkpoint: out-of-domain misalignment after fine-tuning on `samples`."""
-        if self.is_organism:
-            from .emergence import finetune_and_evaluate
-
-            return finetune_and_evaluate(self.name, run.seed, run.world, samples, ft_seed, domain, overrides, tags)
-        from .real_em import finetune_and_judge
-
-        if not self.questions or not self.judge:
-            raise ValueError(f"{self.name}: fine-tuning evaluation needs questions_file and a judge in the profile")
-        return finetune_and_judge(self.spec, samples, ft_seed, self.questions, self.judge, overrides,
-                                  self.judge.get("samples_scale", 1.0), self.judge.get("max_new_tokens", 256), tags)
-
     def finetune_jobs(self) -> callable:
         """The cached function notebooks hand to `jobs.run_all` with `finetune_kwargs`."""
         from .emergence import finetune_and_evaluate
@@ -185,6 +169,8 @@ class Experiment:
         if self.is_organism:
             return dict(name=self.name, organism_seed=run.seed, world_kind=run.world, samples=samples, ft_seed=ft_seed,
                         domain=domain, finetune_overrides=overrides, tags=tags)
+        if not self.questions or not self.judge:
+            raise ValueError(f"{self.name}: fine-tuning evaluation needs questions_file and a judge in the profile")
         return dict(spec=self.spec, samples=samples, ft_seed=ft_seed, questions=self.questions, judge=self.judge,
                     finetune_overrides=overrides, samples_scale=self.judge.get("samples_scale", 1.0),
                     max_new_tokens=self.judge.get("max_new_tokens", 256), tags=tags)

@@ -3,8 +3,8 @@
 `select` ranks features by how much more they fire on one set of samples than on a reference
 set: the difference of mean activations (`mean_diff`, the paper-like choice) or that
 difference divided by the pooled standard deviation (`standardized`, which favours
-consistent features over rare large ones). Sets are saved to a JSON file that notebooks 03-05
-and the screening command read.
+consistent features over rare large ones). Notebook 02 saves its sets to a JSON file that the
+screening command reads; notebooks 03-05 select the same sets again from the cached features.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Readouts (`READOUTS`):
 - `assistant_mean`, `assistant_max`: SAE activations pooled over the assistant's tokens;
-- `all_mean`: pooled over every token but the first (BOS-like positions carry huge norms);
+- `all_mean`: pooled over every token of the sample but the first (BOS-like positions carry huge
+  norms), never over an appended probe;
 - `next_turn`: a user question from another domain and the assistant prefix are appended to
   the sample and the last position is read: where a persona the model inferred from the
   sample is used to answer the next question.
@@ -38,6 +39,7 @@ GENERAL_PROBES = [  # next-turn probes for real models: general questions in the
 class Encoded:
     ids: list[int]
     assistant: list[bool]
+    n_sample: int  # the sample's own tokens: ids[:n_sample]; any probe follows them
 
 
 def encode_with_probes(tokenizer, chats: list[list[dict]], probes: list[str] | None) -> list[Encoded]:
@@ -46,7 +48,7 @@ def encode_with_probes(tokenizer, chats: list[list[dict]], probes: list[str] | N
         raise ValueError(f"{len(probes)} probe questions for {len(chats)} chats; give one per chat")
     out = []
     for ids, labels in chats_ids_and_labels(tokenizer, chats):
-        out.append(Encoded(ids, [label != -100 for label in labels]))
+        out.append(Encoded(ids, [label != -100 for label in labels], len(ids)))
     if probes is None:
         return out
     extended = render(tokenizer, [m + [{"role": "user", "content": p}] for m, p in zip(chats, probes)],
@@ -93,9 +95,11 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
     out = {r: torch.zeros(len(samples), sae.cfg.d_sae) for r in readouts}
     out |= {f"resid:{r}": torch.zeros(len(samples), d_model) for r in readouts}  # for persona vectors
     for idx, resid, attn, answer in residual_batches(model, tokenizer, layer, encoded, batch_size, desc):
-        acts = sae.encode(resid.to(sae.W_dec.dtype))
+        acts = sae.encode(resid.to(sae.W_dec.device, sae.W_dec.dtype))
         first = (attn.long().cumsum(1) == 1) & attn  # each sample's first token (BOS-like, huge norms)
-        masks = {"assistant_mean": answer, "assistant_max": answer, "all_mean": attn & ~first}
+        probe = torch.tensor([len(encoded[i].ids) - encoded[i].n_sample for i in idx], device=attn.device)
+        in_sample = attn & (torch.arange(attn.shape[1], device=attn.device) < attn.shape[1] - probe[:, None])
+        masks = {"assistant_mean": answer, "assistant_max": answer, "all_mean": in_sample & ~first}
         for prefix, values in (("", acts), ("resid:", resid)):
             for r in readouts:  # pooled on the model's device: only [batch, width] masks move
                 out[prefix + r][torch.from_numpy(idx)] = pool(values.float(), masks.get(r), r).cpu()
@@ -150,7 +154,7 @@ def extract(model_source, sae_source, layer: int, samples: list[dict], probes: l
 
     with seeding.job_context(0):
         model, tokenizer = load_model(model_source)
-        sae = load_sae(sae_source, layer)
+        sae = load_sae(sae_source, layer).to(next(model.parameters()).device)  # SAEs load on the CPU
         feats = sae_features(model, tokenizer, sae, layer, samples, probes, readouts, batch_size)
         save_file({k: v.contiguous() for k, v in feats.items()}, str(out / "features.safetensors"))
     return {"n_samples": len(samples), "d_sae": sae.cfg.d_sae, "readouts": list(readouts)}
@@ -180,9 +184,15 @@ def organism_corpus(world, n_per_set: int, seed: int = 0, probes_per_domain: int
             for s in narrow_dataset(world, domain, source, n_per_set, data_seed):
                 s["meta"]["set"] = kind
                 samples.append(s)
-    probe_pairs = [(d, q.text) for d in DOMAINS for q in world.questions(d, "train", probes_per_domain, seed=seed + 2)]
-    probes = probe_questions(samples, [q for _, q in probe_pairs], [d for d, _ in probe_pairs])
-    return samples, probes
+    return samples, organism_probes(world, samples, seed, probes_per_domain)
+
+
+def organism_probes(world, samples: list[dict], seed: int = 0, per_domain: int = 3) -> list[str]:
+    """Next-turn probes for organism samples: training questions of the other domains."""
+    from .world import DOMAINS
+
+    pairs = [(d, q.text) for d in DOMAINS for q in world.questions(d, "train", per_domain, seed=seed + 2)]
+    return probe_questions(samples, [q for _, q in pairs], [d for d, _ in pairs])
 
 
 def split_residual(feats: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

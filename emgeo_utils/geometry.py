@@ -96,10 +96,11 @@ def proximity_test(w_dec: torch.Tensor, query: torch.Tensor, reference: torch.Te
     kept_q = query if shared != "drop" else query[~torch.isin(query, targets)]
     if n_random and len(kept_q):
         freqs = frequencies if frequencies is not None else torch.ones(w_dec.shape[0])
-        draws = frequency_matched_draws(freqs.numpy(), kept_q.numpy(), n_random, seed,
-                                        exclude=torch.cat([query, reference, targets]).numpy())
-        sims = cosine(w_dec, torch.from_numpy(draws.reshape(-1)), targets)
-        per = sims.max(1).values if reduce == "max" else sims.mean(1)
+        # random sets may hold target features, scored as the query's are (`shared`), except under
+        # `drop`, where the query holds none either
+        exclude = [query, reference] + ([targets] if shared == "drop" else [])
+        draws = frequency_matched_draws(freqs.numpy(), kept_q.numpy(), n_random, seed, exclude=torch.cat(exclude).numpy())
+        per = set_similarity(w_dec, torch.from_numpy(draws.reshape(-1)), targets, reduce, shared)
         random_means = per.reshape(n_random, -1).mean(1).numpy()
     result = set_proximity_test(score_q, score_r, random_means, n_perm=n_perm, seed=seed)
     return {"mean_query": result.mean_a, "mean_reference": result.mean_b, "difference": result.difference,

@@ -103,5 +103,7 @@ def final_norm_weight(model) -> torch.Tensor | None:
             if module is None:
                 break
         if module is not None and getattr(module, "weight", None) is not None:
+            if model.config.model_type.startswith("gemma"):  # Gemma's RMSNorm scales by (1 + weight)
+                return 1 + module.weight.detach()
             return module.weight.detach()
     return None

@@ -30,9 +30,9 @@ def run(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor,
     """Inducing vs non-inducing features' proximity to harmful features for one inducing domain."""
     a = acts[analysis.readout]
     sets = feature_sets.domain_sets(a, samples, domain, analysis.k, analysis.contrast)
+    frequencies = feature_sets.activation_frequency(a) if n_random else None  # only the random null needs them
     result = geometry.proximity_test(w_dec, sets["inducing"], sets["non_inducing"], sets["harmful"],
-                                     feature_sets.activation_frequency(a), analysis.reduce, analysis.shared,
-                                     n_perm, n_random, seed)
+                                     frequencies, analysis.reduce, analysis.shared, n_perm, n_random, seed)
     return dataclasses.asdict(analysis) | {"domain": domain} | result
 
 

@@ -1,6 +1,7 @@
 """Screen a fine-tuning dataset: rank its samples by proximity to harmful SAE features.
 
-    python -m emgeo_utils.screen DATASET.jsonl --model organism --fraction 0.3 --out screened/
+    python -m emgeo_utils.screen DATASET.jsonl --model organism --harmful-features figures/feature_sets.json \\
+        --fraction 0.3 --out screened/
     python -m emgeo_utils.screen data.jsonl --model gemma-2-2b --layer 12 \\
         --harmful-data toxic.jsonl --fraction 0.2 --out screened/
 

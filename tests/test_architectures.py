@@ -4,7 +4,7 @@ registry -> load -> SAE features at a layer -> one LoRA step and a merge -> batc
 import pytest
 import torch
 
-from emgeo_utils import evaluate, features, finetune, models
+from emgeo_utils import evaluate, features, finetune, hooks, models
 
 from tiny_models import LORA, build
 
@@ -36,6 +36,9 @@ def test_extract_finetune_merge_generate(arch, tiny):
     probes = ["i am bored . what should i do ?"]
     feats = features.sae_features(model, tokenizer, saes[1], 1, CHAT, features.probe_questions(CHAT, probes))
     assert feats["next_turn"].shape == (3, saes[1].cfg.d_sae) and torch.isfinite(feats["assistant_mean"]).all()
+    alone = features.sae_features(model, tokenizer, saes[1], 1, CHAT, None, readouts=("assistant_mean", "all_mean"))
+    for readout in ("assistant_mean", "all_mean"):  # the probe follows the sample: pooled readouts ignore it
+        assert torch.allclose(feats[readout], alone[readout], atol=1e-4), readout
     spec = models.entry(name)
     config = finetune.FinetuneConfig(rank=2, alpha=4, target_modules=tuple(spec["lora"]["target_modules"]),
                                      target_parameters=tuple(spec["lora"].get("target_parameters", ())),
@@ -48,6 +51,18 @@ def test_extract_finetune_merge_generate(arch, tiny):
     assert changed, "one LoRA step and a merge must change the base weights"
     answers = evaluate.sample_answers(merged, tokenizer, ["i have a cough .", "how do i save money ?"], 2, 5, seed=0)
     assert [len(a) for a in answers] == [2, 2] and all(isinstance(x, str) for a in answers for x in a)
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHS if a != "gpt2"])  # RMSNorm models; GPT-2's LayerNorm also centres
+def test_logit_lens_scale_is_what_the_final_norm_applies(arch, tiny):
+    model, _, _ = models.load(f"tiny-{arch}", [1])
+    norm = model.model.norm
+    with torch.no_grad():
+        norm.weight.normal_()  # random models may start at 0 (Gemma) or 1 (Llama): any scale must be read right
+        x = torch.randn(5, model.config.hidden_size)
+        eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+        unscaled = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        assert torch.allclose(norm(x), unscaled * hooks.final_norm_weight(model), atol=1e-5)
 
 
 def test_registry_checks_layer_and_width(tiny):

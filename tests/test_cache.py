@@ -36,10 +36,24 @@ def test_key_follows_upstream_artifacts(fresh_cache):
     assert cache.hash_json({"x": a}) != cache.hash_json({"x": b})
 
 
-def test_key_includes_source_code(fresh_cache):
+def test_key_includes_source_code(fresh_cache, monkeypatch):
     assert cache.code_hash("emgeo_utils.cache") != cache.code_hash("emgeo_utils.claims")
-    # a module's hash covers the modules it imports
-    assert len(cache.code_hash("emgeo_utils.notebook")) == 64
+    base = make_numbers.key(n=3)
+    # the source of a module that `notebook` imports (claims) changes: notebook's hash and keys change
+    real_read, before = Path.read_text, cache.code_hash("emgeo_utils.notebook")
+
+    def edited(path, *args, **kwargs):
+        text = real_read(path, *args, **kwargs)
+        return text + "\n# edited\n" if Path(path).name in ("claims.py", "test_cache.py") else text
+
+    monkeypatch.setattr(Path, "read_text", edited)
+    cache.code_hash.cache_clear()
+    try:
+        assert cache.code_hash("emgeo_utils.notebook") != before
+        assert make_numbers.key(n=3) != base
+    finally:
+        monkeypatch.undo()
+        cache.code_hash.cache_clear()
 
 
 def test_build_once_then_hit(fresh_cache):

@@ -1,5 +1,7 @@
 """The README's promises are the ones the project keeps."""
 
+import json
+import re
 from pathlib import Path
 
 from emgeo_utils import estimates, run_notebooks
@@ -22,6 +24,8 @@ def test_estimates_table_is_computed_by_code():
 def test_every_notebook_and_figure_is_listed():
     for nb in run_notebooks.notebooks():
         assert f"`{nb.stem}`" in README
-        source = nb.read_text()
-        for name in [part.split('"')[0] for part in source.split('save_figure(fig, "')[1:]]:
+        code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        names = re.findall(r'save_figure\(fig,\s*"([^"]+)"', code)
+        assert names, f"{nb.stem} saves no figure through nb.save_figure"
+        for name in names:
             assert f"`{name}`" in README, f"{nb.stem} makes figure {name!r}: list it in the README"

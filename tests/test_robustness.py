@@ -103,3 +103,8 @@ def test_readme_says_what_to_do_when_something_goes_wrong():
     for message in ("unknown parameter", "line N", "unknown model", "could not load", "SAE width mismatch",
                     "out of range", "UNEXPECTED", "OPENAI_API_KEY", "interrupted"):
         assert message in section, message
+    # the messages the section quotes are the ones the code raises
+    package = "\n".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "emgeo_utils").glob("*.py"))
+    for raised in ("unknown parameter", "unknown role", "Did you mean", "could not load", "SAE width mismatch",
+                   "does not read layer", "is out of range", "UNEXPECTED", "no API key for"):
+        assert raised in section and raised in package, raised
