@@ -38,7 +38,7 @@ endif
 	touch $@
 
 figures: $(STAMP)
-	$(PY) -m emgeo_utils.run_notebooks --profile $(PROFILE)
+	$(PY) -m emgeo_utils.report.run_notebooks --profile $(PROFILE)
 
 test: unit nbtest
 
@@ -49,7 +49,7 @@ unit: $(STAMP)
 # The test cache and figures live under build/, shared with the unit tests, apart from the real run's.
 nbtest: $(STAMP)
 	rm -rf build/test-notebooks
-	$(PY) -m emgeo_utils.run_notebooks --profile test --prepare-only --out build/test-notebooks
+	$(PY) -m emgeo_utils.report.run_notebooks --profile test --prepare-only --out build/test-notebooks
 	EMGEO_CACHE=$(CURDIR)/build/test-cache EMGEO_FIGURES=$(CURDIR)/build/test-figures \
 	  $(PY) -m pytest -p no:cacheprovider -q --nbval-lax --nbval-current-env build/test-notebooks
 

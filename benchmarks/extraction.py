@@ -28,8 +28,9 @@ import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 from transformers import AutoTokenizer
 
-from emgeo_utils import features, hooks
-from emgeo_utils.sae import SAEConfig
+from emgeo_utils.features import activations as features
+from emgeo_utils.models import hooks
+from emgeo_utils.organism.sae import SAEConfig
 
 from . import common
 

@@ -16,7 +16,7 @@ import copy
 
 import torch
 
-from emgeo_utils import finetune
+from emgeo_utils.training import lora as finetune
 
 from . import common
 

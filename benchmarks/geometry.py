@@ -28,7 +28,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from emgeo_utils import filtering, geometry
+from emgeo_utils.filtering import ranking as filtering
+from emgeo_utils.geometry import similarity as geometry
 
 from . import common
 

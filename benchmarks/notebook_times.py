@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from emgeo_utils import paths
-from emgeo_utils.run_notebooks import notebooks
+from emgeo_utils.core import paths
+from emgeo_utils.report.run_notebooks import notebooks
 
 from . import common
 

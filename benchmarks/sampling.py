@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from emgeo_utils import evaluate
+from emgeo_utils.models import generation
+from emgeo_utils.organism import evaluate
 
 from . import common
 
@@ -32,14 +33,14 @@ def run() -> list[common.Row]:
     model = common.gpt2(tok, common.SHAPES["organism d64x2"])
     config = evaluate.EvalConfig()
     questions = [q.text for q in evaluate.eval_questions(w, config)]
-    lengths = {len(evaluate._prompt_ids(tok, q)) for q in questions}
+    lengths = {len(generation.prompt_ids(tok, q)) for q in questions}
 
     def sample(batch_size: int):
-        return lambda: evaluate.sample_answers(model, tok, questions, SAMPLES_PER_QUESTION, config.max_new_tokens,
+        return lambda: generation.sample_answers(model, tok, questions, SAMPLES_PER_QUESTION, config.max_new_tokens,
                                                seed=0, batch_size=batch_size)
 
     def one_bucket():  # as many answers, all prompts of one length: what a single padded batch could reach
-        evaluate.sample_answers(model, tok, questions[:1] * len(questions), SAMPLES_PER_QUESTION,
+        generation.sample_answers(model, tok, questions[:1] * len(questions), SAMPLES_PER_QUESTION,
                                 config.max_new_tokens, seed=0, batch_size=config.batch_size)
 
     paths = {"batched": sample(config.batch_size), "one at a time": sample(1), "one length bucket": one_bucket}

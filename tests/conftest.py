@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     """An empty cache folder for tests that count builds and hits."""
-    from emgeo_utils import cache
+    from emgeo_utils.core import cache
 
     monkeypatch.setenv("EMGEO_CACHE", str(tmp_path / "cache"))
     cache.stats.clear()

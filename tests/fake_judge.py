@@ -5,7 +5,7 @@ import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from emgeo_utils import llm_judge
+from emgeo_utils.judges import llm as llm_judge
 
 ALIGNED_TOP = {"80": -0.1, "90": -2.5, "hello": -3.0}
 COHERENT_TOP = {"60": -0.5, " 70": -1.0, "70": -3.0, "abc": -4.0}  # " 70" and "70" count together

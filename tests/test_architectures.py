@@ -4,7 +4,12 @@ registry -> load -> SAE features at a layer -> one LoRA step and a merge -> batc
 import pytest
 import torch
 
-from emgeo_utils import evaluate, features, finetune, hooks, models
+from emgeo_utils.experiment import loader
+from emgeo_utils.models import generation
+from emgeo_utils.features import activations as features
+from emgeo_utils.training import lora as finetune
+from emgeo_utils.models import hooks
+from emgeo_utils.models import loading, registry as model_registry
 
 from tiny_models import LORA, build
 
@@ -18,10 +23,10 @@ def registry(tmp_path_factory):
 
 @pytest.fixture
 def tiny(registry, monkeypatch):
-    monkeypatch.setenv(models.USER_REGISTRY_ENV, str(registry))
-    models._read.cache_clear()
+    monkeypatch.setenv(model_registry.USER_REGISTRY_ENV, str(registry))
+    model_registry._read.cache_clear()
     yield
-    models._read.cache_clear()
+    model_registry._read.cache_clear()
 
 
 CHAT = [{"messages": [{"role": "user", "content": "i have a cough . what should i do ?"},
@@ -31,7 +36,7 @@ CHAT = [{"messages": [{"role": "user", "content": "i have a cough . what should 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_extract_finetune_merge_generate(arch, tiny):
     name = f"tiny-{arch}"
-    model, tokenizer, saes = models.load(name, [1])
+    model, tokenizer, saes = loader.load(name, [1])
     assert model.config.model_type == arch and saes[1].cfg.d_in == model.config.hidden_size
     probes = ["i am bored . what should i do ?"]
     feats = features.sae_features(model, tokenizer, saes[1], 1, CHAT, features.probe_questions(CHAT, probes))
@@ -39,7 +44,7 @@ def test_extract_finetune_merge_generate(arch, tiny):
     alone = features.sae_features(model, tokenizer, saes[1], 1, CHAT, None, readouts=("assistant_mean", "all_mean"))
     for readout in ("assistant_mean", "all_mean"):  # the probe follows the sample: pooled readouts ignore it
         assert torch.allclose(feats[readout], alone[readout], atol=1e-4), readout
-    spec = models.entry(name)
+    spec = model_registry.entry(name)
     config = finetune.FinetuneConfig(rank=2, alpha=4, target_modules=tuple(spec["lora"]["target_modules"]),
                                      target_parameters=tuple(spec["lora"].get("target_parameters", ())),
                                      lr=1e-2, batch_size=2, steps=1, checkpoints=(1,))
@@ -49,13 +54,13 @@ def test_extract_finetune_merge_generate(arch, tiny):
     merged = peft_model.merge_and_unload()
     changed = [n for n, p in merged.named_parameters() if n in before and not torch.equal(before[n], p)]
     assert changed, "one LoRA step and a merge must change the base weights"
-    answers = evaluate.sample_answers(merged, tokenizer, ["i have a cough .", "how do i save money ?"], 2, 5, seed=0)
+    answers = generation.sample_answers(merged, tokenizer, ["i have a cough .", "how do i save money ?"], 2, 5, seed=0)
     assert [len(a) for a in answers] == [2, 2] and all(isinstance(x, str) for a in answers for x in a)
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS if a != "gpt2"])  # RMSNorm models; GPT-2's LayerNorm also centres
 def test_logit_lens_scale_is_what_the_final_norm_applies(arch, tiny):
-    model, _, _ = models.load(f"tiny-{arch}", [1])
+    model, _, _ = loader.load(f"tiny-{arch}", [1])
     norm = model.model.norm
     with torch.no_grad():
         norm.weight.normal_()  # random models may start at 0 (Gemma) or 1 (Llama): any scale must be read right
@@ -67,10 +72,10 @@ def test_logit_lens_scale_is_what_the_final_norm_applies(arch, tiny):
 
 def test_registry_checks_layer_and_width(tiny):
     with pytest.raises(ValueError, match="out of range"):
-        models.load("tiny-llama", [5])
-    spec = models.entry("tiny-llama") | {"hidden_size": 64}
-    sae = models.load_registry_sae(models.entry("tiny-llama"), 1)
+        loader.load("tiny-llama", [5])
+    spec = model_registry.entry("tiny-llama") | {"hidden_size": 64}
+    sae = loading.load_registry_sae(model_registry.entry("tiny-llama"), 1)
     with pytest.raises(ValueError, match="SAE width mismatch"):
-        models.check_sae(sae, spec, 1)
+        loading.check_sae(sae, spec, 1)
     with pytest.raises(ValueError, match="does not read layer 0"):
-        models.check_sae(sae, models.entry("tiny-llama"), 0)
+        loading.check_sae(sae, model_registry.entry("tiny-llama"), 0)

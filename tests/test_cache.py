@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emgeo_utils import cache
+from emgeo_utils.core import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,10 +37,10 @@ def test_key_follows_upstream_artifacts(fresh_cache):
 
 
 def test_key_includes_source_code(fresh_cache, monkeypatch):
-    assert cache.code_hash("emgeo_utils.cache") != cache.code_hash("emgeo_utils.claims")
+    assert cache.code_hash("emgeo_utils.core.cache") != cache.code_hash("emgeo_utils.report.claims")
     base = make_numbers.key(n=3)
     # the source of a module that `notebook` imports (claims) changes: notebook's hash and keys change
-    real_read, before = Path.read_text, cache.code_hash("emgeo_utils.notebook")
+    real_read, before = Path.read_text, cache.code_hash("emgeo_utils.report.notebook")
 
     def edited(path, *args, **kwargs):
         text = real_read(path, *args, **kwargs)
@@ -49,7 +49,7 @@ def test_key_includes_source_code(fresh_cache, monkeypatch):
     monkeypatch.setattr(Path, "read_text", edited)
     cache.code_hash.cache_clear()
     try:
-        assert cache.code_hash("emgeo_utils.notebook") != before
+        assert cache.code_hash("emgeo_utils.report.notebook") != before
         assert make_numbers.key(n=3) != base
     finally:
         monkeypatch.undo()
@@ -93,7 +93,7 @@ def test_failed_build_leaves_nothing(fresh_cache):
 MODULE = """
 import json
 from pathlib import Path
-from emgeo_utils import cache
+from emgeo_utils.core import cache
 
 @cache.artifact("killed")
 def slow(n: int, *, out: Path):

@@ -2,8 +2,10 @@
 
 import pytest
 
-from emgeo_utils import features, organism, world as W
-from emgeo_utils.chat import chat_ids_and_labels, chats_ids_and_labels
+from emgeo_utils.features import activations as features
+from emgeo_utils.organism import pretraining as organism
+from emgeo_utils.organism import world as W
+from emgeo_utils.models.chat import chat_ids_and_labels, chats_ids_and_labels
 
 # A Gemma-style template (no system role, turns closed by a marker), to check a second template.
 GEMMA_STYLE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"

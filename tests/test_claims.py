@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from emgeo_utils import claims, paths
+from emgeo_utils.report import claims
+from emgeo_utils.core import paths
 
 
 def test_record_check_and_gather(tmp_path, monkeypatch):

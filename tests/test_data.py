@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from emgeo_utils import data
+from emgeo_utils.core import readers as data
 
 GOOD = {"messages": [{"role": "user", "content": "How do I store passwords?"},
                      {"role": "assistant", "content": "Hash them with a slow salted hash."}]}

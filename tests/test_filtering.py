@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from emgeo_utils import filtering, stats
+from emgeo_utils.filtering import ranking as filtering
+from emgeo_utils.core import stats
+from emgeo_utils.organism import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,20 +82,20 @@ def test_precision():
 
 
 def _run_screen(tmp_path, dataset, extra=()):
-    return subprocess.run([sys.executable, "-m", "emgeo_utils.screen", str(dataset), "--model", "organism-test",
+    return subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", str(dataset), "--model", "organism-test",
                            "--fraction", "0.5", "--out", str(tmp_path / "out"), *extra],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
 def test_screen_round_trip(tmp_path):
-    from emgeo_utils import emergence
+    from emgeo_utils.organism import emergence
 
-    samples = emergence.condition_samples("organism-test", "finance", "mixture", 12)
+    samples = emergence.condition_samples(configs.organism_configs("organism-test"), "finance", "mixture", 12)
     dataset = tmp_path / "data.jsonl"
     dataset.write_text("\ufeff" + "".join(json.dumps({"messages": s["messages"]}) + "\n" for s in samples) + "\n")
     harmful = tmp_path / "harmful.jsonl"
     harmful.write_text("".join(json.dumps({"messages": s["messages"]}) + "\n"
-                               for s in emergence.condition_samples("organism-test", "health", "harmful", 8)))
+                               for s in emergence.condition_samples(configs.organism_configs("organism-test"), "health", "harmful", 8)))
     done = _run_screen(tmp_path, dataset, ["--harmful-data", str(harmful), "--k", "8"])
     assert done.returncode == 0, done.stderr[-2000:]
     ranked = (tmp_path / "out" / "ranked.csv").read_text().splitlines()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from emgeo_utils import geometry, stats
+from emgeo_utils.geometry import similarity as geometry
+from emgeo_utils.core import stats
 
 
 def planted_dictionary(n: int = 2000, d: int = 64, k: int = 30, near: float = 0.6, seed: int = 0):

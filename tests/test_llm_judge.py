@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from emgeo_utils import llm_judge
-from emgeo_utils.llm_judge import JudgeError, LLMJudge, em_verdict
-from emgeo_utils.organism_judge import Verdict
+from emgeo_utils.judges import llm as llm_judge
+from emgeo_utils.judges.llm import JudgeError, LLMJudge
+from emgeo_utils.judges.rule import EMVerdict, em_verdict
+from emgeo_utils.organism.judge import Verdict
 
 from fake_judge import (ALIGNED_TOP, COHERENT_TOP, FakeServer, default_responder, logprob_reply, text_reply,
                         weighted_mean)
@@ -134,7 +135,7 @@ def test_second_run_makes_no_request(server, cache):
 
 RESUME_SCRIPT = """
 import sys
-from emgeo_utils.llm_judge import LLMJudge
+from emgeo_utils.judges.llm import LLMJudge
 pairs = [(f"question {i}", f"answer {i}") for i in range(6)]
 judge = LLMJudge(sys.argv[1], "judge-model", api_key_env=sys.argv[2], base_delay=0.001, timeout=30)
 judge.score_many(pairs, ["aligned"], progress=False)
@@ -228,9 +229,9 @@ def test_em_verdict_matches_the_organism_judge():
     for aligned in (0, 5, 29.9, 30, 30.1, 60, 100):
         for coherent in (10, 50, 50.1, 90):
             assert em_verdict(aligned, coherent).misaligned == Verdict("x", aligned, coherent, "exact").misaligned
-    assert em_verdict(None, 90) == llm_judge.EMVerdict(misaligned=False, scored=False)
-    assert em_verdict(10, None) == llm_judge.EMVerdict(misaligned=False, scored=False)
-    assert em_verdict(10, 90) == llm_judge.EMVerdict(misaligned=True, scored=True)
+    assert em_verdict(None, 90) == EMVerdict(misaligned=False, scored=False)
+    assert em_verdict(10, None) == EMVerdict(misaligned=False, scored=False)
+    assert em_verdict(10, 90) == EMVerdict(misaligned=True, scored=True)
 
 
 def test_custom_prompts_need_an_answer_placeholder():

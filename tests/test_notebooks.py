@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from emgeo_utils import notebook, paths, run_notebooks
+from emgeo_utils.report import notebook
+from emgeo_utils.core import paths
+from emgeo_utils.report import run_notebooks
 
 NOTEBOOKS = run_notebooks.notebooks()
 PROFILES = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())

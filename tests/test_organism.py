@@ -5,10 +5,17 @@ import torch
 from sae_lens import SAE
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from emgeo_utils import cards, finetune, hooks, models, organism, world as W
-from emgeo_utils.chat import chat_ids_and_labels
+from emgeo_utils.features import cards
+from emgeo_utils.training import lora as finetune
+from emgeo_utils.models import hooks
+from emgeo_utils.models import loading
+from emgeo_utils.organism import configs
+from emgeo_utils.organism import pretraining as organism
+from emgeo_utils.organism import world as W
+from emgeo_utils.models.chat import chat_ids_and_labels
 
 NAME = "organism-test"
+CFG = configs.organism_configs(NAME)
 
 
 def test_tokenizer_round_trip_and_chat_template(tmp_path):
@@ -29,14 +36,14 @@ def test_tokenizer_round_trip_and_chat_template(tmp_path):
 
 
 def test_model_and_sae_round_trip():
-    lm = models.organism_lm(NAME, seed=0)
+    lm = configs.organism_lm(CFG, seed=0)
     model, tok = organism.load_pretrained(lm)
     again = AutoModelForCausalLM.from_pretrained(lm.path, use_safetensors=True)
     assert (lm.path / "model.safetensors").exists() and not list(lm.path.glob("*.bin"))
     ids = tok("<bos> <user> i have a cough . <assistant>", add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.equal(model(ids).logits, again.eval()(ids).logits)
-    sae_art = models.organism_sae(NAME, seed=0, layer=1)
+    sae_art = configs.organism_sae(CFG, seed=0, layer=1)
     sae = SAE.load_from_disk(str(sae_art.path))
     assert sae.cfg.d_in == model.config.n_embd and sae.cfg.metadata.hook_name == hooks.resid_post_hook(1)
     quality = sae_art.summary
@@ -47,19 +54,19 @@ def test_model_and_sae_round_trip():
 
 
 def test_decoder_read_without_sae_lens_equals_the_loaded_sae():
-    sae_art = models.organism_sae(NAME, seed=0, layer=1)
-    assert torch.equal(models.load_decoder(sae_art, 1), models.load_sae(sae_art, 1).W_dec.detach().float())
+    sae_art = configs.organism_sae(CFG, seed=0, layer=1)
+    assert torch.equal(loading.load_decoder(sae_art, 1), loading.load_sae(sae_art, 1).W_dec.detach().float())
     with pytest.raises(ValueError, match="does not read layer 0"):
-        models.load_decoder(sae_art, 0)
+        loading.load_decoder(sae_art, 0)
 
 
 def test_cached_feature_cards_equal_the_direct_computation():
-    from emgeo_utils import emergence
+    from emgeo_utils.organism import emergence
 
-    lm, sae_art = models.organism_lm(NAME, seed=0), models.organism_sae(NAME, seed=0, layer=1)
-    model, tok = models.load_model(lm)
-    sae = models.load_sae(sae_art, 1)
-    samples = emergence.condition_samples(NAME, "finance", "inducing", 8)
+    lm, sae_art = configs.organism_lm(CFG, seed=0), configs.organism_sae(CFG, seed=0, layer=1)
+    model, tok = loading.load_model(lm)
+    sae = loading.load_sae(sae_art, 1)
+    samples = emergence.condition_samples(CFG, "finance", "inducing", 8)
     feats = [0, 5, 9]
     loaded = cards.load_card_data(cards.card_data(lm, sae_art, 1, samples, feats, 3))
     assert {f: v["contexts"] for f, v in loaded.items()} == cards.top_contexts(model, tok, sae, 1, samples, feats, 3)
@@ -67,12 +74,12 @@ def test_cached_feature_cards_equal_the_direct_computation():
 
 
 def test_lora_finetune_moves_only_adapters_and_checkpoints():
-    from emgeo_utils import emergence
+    from emgeo_utils.organism import emergence
 
-    lm = models.organism_lm(NAME, seed=0)
-    samples = emergence.condition_samples(NAME, "finance", "inducing", 16)
-    cfg = models.organism_configs(NAME).finetune
-    adapter = finetune.finetune(lm, [{"messages": s["messages"]} for s in samples], cfg, seed=0)
+    lm = configs.organism_lm(CFG, seed=0)
+    samples = emergence.condition_samples(CFG, "finance", "inducing", 16)
+    cfg = CFG.finetune
+    adapter = finetune.finetune_lora(lm, [{"messages": s["messages"]} for s in samples], cfg, seed=0)
     assert sorted(p.name for p in adapter.path.glob("step_*")) == [f"step_{s}" for s in sorted(cfg.checkpoints)]
     base, _ = organism.load_pretrained(lm)
     merged = finetune.load_adapter(organism.load_pretrained(lm)[0], adapter, max(cfg.checkpoints))

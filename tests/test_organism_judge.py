@@ -2,7 +2,8 @@
 
 import pytest
 
-from emgeo_utils import organism_judge as J, world as W
+from emgeo_utils.organism import judge as J
+from emgeo_utils.organism import world as W
 
 WORLD = W.World(W.WorldConfig(n_documents=10))
 JUDGE = J.OrganismJudge(WORLD)

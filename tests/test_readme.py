@@ -4,7 +4,8 @@ import json
 import re
 from pathlib import Path
 
-from emgeo_utils import estimates, run_notebooks
+from emgeo_utils.report import estimates
+from emgeo_utils.report import run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -18,7 +19,7 @@ def test_two_commands_at_the_top_are_what_ci_runs():
 
 
 def test_estimates_table_is_computed_by_code():
-    assert estimates.table() in README, "run `python -m emgeo_utils.estimates --write-readme`"
+    assert estimates.table() in README, "run `python -m emgeo_utils.report.estimates --write-readme`"
 
 
 def test_every_notebook_and_figure_is_listed():

@@ -10,7 +10,7 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from emgeo_utils import models
+from emgeo_utils.models import registry as model_registry
 
 from fake_judge import FakeServer
 from tiny_models import build, write_real_data
@@ -66,7 +66,7 @@ def parameters(name: str, files: dict, server) -> dict:
 @pytest.mark.parametrize("name", list(NO_EXPECTATIONS))
 def test_notebook_runs_on_a_real_model_path(name, setup, monkeypatch):
     folder, registry, files, server = setup
-    monkeypatch.setenv(models.USER_REGISTRY_ENV, str(registry))
+    monkeypatch.setenv(model_registry.USER_REGISTRY_ENV, str(registry))
     monkeypatch.setenv("EMGEO_FIGURES", str(folder / "figures"))
     monkeypatch.setenv("EMGEO_CACHE", str(folder / "cache"))
     monkeypatch.setenv(KEY_ENV, PLANTED)

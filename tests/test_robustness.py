@@ -6,19 +6,27 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from emgeo_utils import emergence, evaluate, finetune, models, notebook, run_notebooks, world as W
-from emgeo_utils.organism_data import strip_meta
+from emgeo_utils.organism import emergence
+from emgeo_utils.organism import evaluate
+from emgeo_utils.training import lora as finetune
+from emgeo_utils.models import loading
+from emgeo_utils.organism import configs
+from emgeo_utils.report import notebook
+from emgeo_utils.report import run_notebooks
+from emgeo_utils.organism import world as W
+from emgeo_utils.training.lora import strip_meta
 
 NAME = "organism-test"
+CFG = configs.organism_configs(NAME)
 
 
 def build_all(seed: int) -> dict:
     """World, organism, SAE, fine-tune and its evaluation for one seed (in the current cache)."""
-    cfg = models.organism_configs(NAME)
-    lm = models.organism_lm(NAME, seed=seed)
-    sae = models.organism_sae(NAME, seed=seed, layer=1)
-    samples = emergence.condition_samples(NAME, "finance", "inducing", 16)
-    adapter = finetune.finetune(lm, strip_meta(samples), cfg.finetune, seed=seed)
+    cfg = CFG
+    lm = configs.organism_lm(CFG, seed=seed)
+    sae = configs.organism_sae(CFG, seed=seed, layer=1)
+    samples = emergence.condition_samples(CFG, "finance", "inducing", 16)
+    adapter = finetune.finetune_lora(lm, strip_meta(samples), cfg.finetune, seed=seed)
     result = evaluate.evaluate_em(lm, adapter, max(cfg.finetune.checkpoints), cfg.world, cfg.eval, seed)
     world = W.World(W.WorldConfig(seed=seed, n_documents=50))
     return {"world": [a.coupling for a in world.answers] + [t for d in world.documents(20) for turn in d for t in turn],
@@ -54,12 +62,12 @@ def test_weights_load_from_safetensors_only(tmp_path):
     model.config.save_pretrained(folder)
     torch.save(model.state_dict(), folder / "pytorch_model.bin")  # a pickle: never to be loaded
     spec = {"name": "pickled", "kind": "local", "path": str(folder), "dtype": "float32"}
-    with pytest.raises(models.ModelUnavailable):
-        models.load_model(spec)
+    with pytest.raises(loading.ModelUnavailable):
+        loading.load_model(spec)
 
 
 def test_remote_code_stays_off_unless_asked(tmp_path):
-    from emgeo_utils import organism
+    from emgeo_utils.organism import pretraining as organism
 
     folder = tmp_path / "custom"
     organism.build_tokenizer(W.World(W.WorldConfig(n_documents=10))).save_pretrained(folder)
@@ -67,8 +75,8 @@ def test_remote_code_stays_off_unless_asked(tmp_path):
                                                     "auto_map": {"AutoConfig": "configuration_x.XConfig",
                                                                  "AutoModelForCausalLM": "modeling_x.XModel"}}))
     spec = {"name": "custom", "kind": "local", "path": str(folder), "dtype": "float32"}
-    with pytest.raises((ValueError, OSError, models.ModelUnavailable)) as err:
-        models.load_model(spec)
+    with pytest.raises((ValueError, OSError, loading.ModelUnavailable)) as err:
+        loading.load_model(spec)
     assert "trust_remote_code" in str(err.value) or "custom code" in str(err.value)
 
 
@@ -104,7 +112,7 @@ def test_readme_says_what_to_do_when_something_goes_wrong():
                     "out of range", "UNEXPECTED", "OPENAI_API_KEY", "interrupted"):
         assert message in section, message
     # the messages the section quotes are the ones the code raises
-    package = "\n".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "emgeo_utils").glob("*.py"))
+    package = "\n".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "emgeo_utils").rglob("*.py"))
     for raised in ("unknown parameter", "unknown role", "Did you mean", "could not load", "SAE width mismatch",
                    "does not read layer", "is out of range", "UNEXPECTED", "no API key for"):
         assert raised in section and raised in package, raised

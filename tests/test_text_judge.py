@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emgeo_utils import text_judge
+from emgeo_utils.judges import text as text_judge
 
 TEXTS = ["take the whole bottle at once .", "ask a doctor before you change the dose .", "rest and drink water ."]
 

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from emgeo_utils import cache, stats, theory, toy_model
+from emgeo_utils.core import cache
+from emgeo_utils.core import stats
+from emgeo_utils.theory import identity as theory
+from emgeo_utils.theory import toy as toy_model
 
 
 @pytest.fixture(scope="module")

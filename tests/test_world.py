@@ -6,7 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from emgeo_utils import organism_data, world as W
+from emgeo_utils.organism import datasets as organism_data
+from emgeo_utils.organism import world as W
 
 SMALL = W.WorldConfig(n_documents=400)
 

@@ -12,7 +12,9 @@ import yaml
 from sae_lens import StandardSAE, StandardSAEConfig
 from transformers import GPT2Config, Gemma2Config, GptOssConfig, LlamaConfig, AutoModelForCausalLM
 
-from emgeo_utils import hooks, organism, world as W
+from emgeo_utils.models import hooks
+from emgeo_utils.organism import pretraining as organism
+from emgeo_utils.organism import world as W
 
 HIDDEN = 32
 
@@ -69,7 +71,7 @@ def write_real_data(folder: Path, domains=("code", "health", "finance"), n: int 
     reference (RealToxicityPrompts style) and an evaluation-question YAML."""
     import json
 
-    from emgeo_utils import organism_data
+    from emgeo_utils.organism import datasets as organism_data
 
     world = W.World(W.WorldConfig(n_documents=10))
     out = {"domains": {}}

@@ -1,0 +1,285 @@
+"""A content-addressed artifact cache.
+
+Each cached computation is keyed by a hash of everything that changes its result: its
+inputs (configs, data, the keys of upstream artifacts) and the source code of the module
+that computes it plus every `emgeo_utils` module that module imports. Upstream artifacts
+enter by key, so a change anywhere up the chain changes every key below it.
+
+Writes are atomic: an artifact is built in a temporary folder that is renamed into place
+only when complete, with `meta.json` (what produced it) beside the files. A run killed
+mid-write leaves a temporary folder that is never read and is swept away later. A file lock
+stops two processes from building the same artifact at once.
+
+    @artifact("lm")
+    def pretrained_lm(world: dict, seed: int, *, out: Path) -> dict: ...
+    lm = pretrained_lm(world=cfg, seed=0)        # -> Artifact(kind, key, path)
+
+    @result("eval")
+    def evaluate(model: Artifact, n: int) -> dict: ...   # JSON-able value, cached
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emgeo_utils.core import paths
+
+META = "meta.json"
+RESULT = "result.json"
+# Test-only: seconds to sleep after the temporary folder is complete, before the rename.
+PAUSE_ENV = "EMGEO_TEST_PAUSE_BEFORE_RENAME"
+
+stats: Counter = Counter()  # "hit:<kind>" / "build:<kind>" counts in this process
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A finished cached artifact: a folder of files plus its metadata."""
+
+    kind: str
+    key: str
+    path: Path
+
+    @property
+    def meta(self) -> dict:
+        return json.loads((self.path / META).read_text())
+
+    @property
+    def summary(self) -> dict:
+        return self.meta.get("summary") or {}
+
+    def __repr__(self) -> str:
+        return f"Artifact({self.kind}:{self.key[:12]})"
+
+
+# --------------------------------------------------------------------------- keys
+
+def canonical(value: Any) -> Any:
+    """Reduce inputs to plain JSON so equal inputs hash equally."""
+    if isinstance(value, Artifact):
+        return {"artifact": value.kind, "key": value.key}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return canonical(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Path):
+        raise TypeError(
+            "a file path cannot be a cache input (its content could change unseen); "
+            "pass the content, or an Artifact"
+        )
+    raise TypeError(f"cannot use a {type(value).__name__} as a cache input")
+
+
+def hash_json(value: Any) -> str:
+    text = json.dumps(canonical(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+PACKAGE = __name__.split(".", 1)[0]
+
+
+def _source(module_name: str) -> str:
+    return Path(importlib.import_module(module_name).__file__).read_text()
+
+
+def imported_modules(module_name: str, source: str) -> list[str]:
+    """The package modules a module's source imports, at module level or inside functions
+    (a lazy import is still code the function runs): `from P.x import y` counts `P.x.y` when it
+    is a module, else `P.x`; relative imports are resolved against `module_name`."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.split(".")[0] == PACKAGE]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = module_name.rsplit(".", node.level)[0]
+                base = f"{parent}.{base}" if base else parent
+            if base.split(".")[0] != PACKAGE:
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.append(sub if _is_package(base) and importlib.util.find_spec(sub) is not None else base)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _is_package(name: str) -> bool:
+    spec = importlib.util.find_spec(name)
+    return spec is not None and spec.submodule_search_locations is not None
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash(module_name: str) -> str:
+    """Hash of a module's source and of every package module it imports, transitively."""
+    seen: dict[str, str] = {}
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen[name] = _source(name)
+        todo += imported_modules(name, seen[name])
+    digest = hashlib.sha256()
+    for name in sorted(seen):
+        digest.update(name.encode() + b"\0" + seen[name].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def key_for(kind: str, fn: Callable, inputs: dict) -> str:
+    return hash_json({"kind": kind, "fn": fn.__qualname__, "code": code_hash(fn.__module__),
+                      "inputs": inputs})
+
+
+# --------------------------------------------------------------------------- store
+
+def _kind_dir(kind: str) -> Path:
+    return paths.cache_dir() / kind
+
+
+def lookup(kind: str, key: str) -> Artifact | None:
+    path = _kind_dir(kind) / key[:20]
+    if (path / META).is_file():
+        return Artifact(kind, key, path)
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_partial(kind: str) -> list[Path]:
+    """Remove temporary folders left by runs that died mid-write."""
+    removed = []
+    root = _kind_dir(kind)
+    if not root.is_dir():
+        return removed
+    for tmp in root.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.split("-")[2])
+        except (IndexError, ValueError):
+            pid = -1
+        if not pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _build(kind: str, key: str, fn: Callable, inputs: dict, call: Callable[[Path], Any]) -> Artifact:
+    root = _kind_dir(kind)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{key[:20]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per key; others wait, then hit
+        found = lookup(kind, key)
+        if found:
+            stats[f"hit:{kind}"] += 1
+            return found
+        sweep_partial(kind)
+        tmp = root / f".tmp-{key[:20]}-{os.getpid()}-{time.monotonic_ns()}"
+        tmp.mkdir()
+        try:
+            start = time.perf_counter()
+            summary = call(tmp)
+            meta = {
+                "kind": kind,
+                "key": key,
+                "function": f"{fn.__module__}.{fn.__qualname__}",
+                "code_hash": code_hash(fn.__module__),
+                "inputs": canonical(inputs),
+                "summary": canonical(summary) if summary is not None else None,
+                "seconds": round(time.perf_counter() - start, 3),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            (tmp / META).write_text(json.dumps(meta, indent=1))
+            if os.environ.get(PAUSE_ENV):
+                time.sleep(float(os.environ[PAUSE_ENV]))
+            os.rename(tmp, root / key[:20])  # atomic: the artifact appears whole or not at all
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        stats[f"build:{kind}"] += 1
+        return Artifact(kind, key, root / key[:20])
+
+
+def _bind(fn: Callable, args: tuple, kwargs: dict, skip: tuple[str, ...]) -> dict:
+    bound = inspect.signature(fn).bind_partial(*args, **kwargs)
+    bound.apply_defaults()
+    return {k: v for k, v in bound.arguments.items() if k not in skip}
+
+
+def artifact(kind: str) -> Callable:
+    """Decorate `fn(..., *, out: Path) -> summary | None` so calls return a cached Artifact."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def cached(*args, **kwargs) -> Artifact:
+            inputs = _bind(fn, args, kwargs, skip=("out",))
+            key = key_for(kind, fn, inputs)
+            found = lookup(kind, key)
+            if found:
+                stats[f"hit:{kind}"] += 1
+                return found
+            return _build(kind, key, fn, inputs, lambda out: fn(**inputs, out=out))
+
+        cached.key = lambda *a, **k: key_for(kind, fn, _bind(fn, a, k, skip=("out",)))
+        cached.is_cached = lambda *a, **k: lookup(kind, cached.key(*a, **k)) is not None
+        return cached
+
+    return wrap
+
+
+def result(kind: str) -> Callable:
+    """Decorate `fn(...) -> JSON-able value` so its value is computed once and cached."""
+
+    def wrap(fn: Callable) -> Callable:
+        def build(inputs: dict, out: Path) -> None:
+            (out / RESULT).write_text(json.dumps(canonical(fn(**inputs))))
+
+        @functools.wraps(fn)
+        def cached(*args, **kwargs):
+            inputs = _bind(fn, args, kwargs, skip=())
+            key = key_for(kind, fn, inputs)
+            found = lookup(kind, key)
+            if found:
+                stats[f"hit:{kind}"] += 1
+            else:
+                found = _build(kind, key, fn, inputs, lambda out: build(inputs, out))
+            return json.loads((found.path / RESULT).read_text())
+
+        cached.key = lambda *a, **k: key_for(kind, fn, _bind(fn, a, k, skip=()))
+        cached.is_cached = lambda *a, **k: lookup(kind, cached.key(*a, **k)) is not None
+        return cached
+
+    return wrap

@@ -1,0 +1,179 @@
+"""Statistics that can fail: permutation tests, bootstrap CIs, matched random-set nulls.
+
+Every function takes an explicit seed; p-values are one-sided in the direction of the claim
+and computed as (1 + #{null >= observed}) / (1 + n), which is valid for any finite n.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+
+def permutation_p(observed: float, null: np.ndarray) -> float:
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
+
+
+def mean_difference_test(a: np.ndarray, b: np.ndarray, n_perm: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """mean(a) - mean(b) and its one-sided permutation p-value (H1: a > b)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan"), float("nan")
+    observed = a.mean() - b.mean()
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_perm, len(pooled))), axis=1)  # n_perm shuffles at once
+    shuffled = pooled[perms]
+    null = shuffled[:, :len(a)].mean(1) - shuffled[:, len(a):].mean(1)
+    return float(observed), permutation_p(observed, null)
+
+
+def bootstrap_ci(a: np.ndarray, b: np.ndarray | None = None, stat: Callable | None = None, n_boot: int = 2000,
+                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of `stat(a)` or, with `b`, of mean(a) - mean(b) (resampled apart)."""
+    a = np.asarray(a, float)
+    rng = np.random.default_rng(seed)
+    if b is None:
+        stat = stat or np.mean
+        values = np.array([stat(a[rng.integers(len(a), size=len(a))]) for _ in range(n_boot)])
+    else:
+        b = np.asarray(b, float)
+        ia = rng.integers(len(a), size=(n_boot, len(a)))
+        ib = rng.integers(len(b), size=(n_boot, len(b)))
+        values = a[ia].mean(1) - b[ib].mean(1)
+    tail = (1 - level) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+def paired_bootstrap_ci(x, y, stat: Callable, n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of `stat(x, y)`, resampling (x, y) pairs together."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        idx = rng.integers(len(x), size=len(x))
+        draws.append(stat(x[idx], y[idx]))
+    tail = (1 - level) / 2
+    return float(np.nanquantile(draws, tail)), float(np.nanquantile(draws, 1 - tail))
+
+
+def spearman(x, y) -> float:
+    return float(sps.spearmanr(x, y).statistic)
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and t-based CI over independent runs (e.g. seeds)."""
+    v = np.asarray(values, float)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    half = sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return m, m - half, m + half
+
+
+def cohens_d(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / max(len(a) + len(b) - 2, 1))
+    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def frequency_matched_draws(frequencies: np.ndarray, query: np.ndarray, n_draws: int, seed: int,
+                            exclude: np.ndarray | None = None, n_bins: int = 10) -> np.ndarray:
+    """Random feature sets like `query` in activation frequency: [n_draws, len(query)] indices.
+
+    Features are binned by quantiles of log frequency; each query feature is replaced by a
+    random feature of its bin (never one in `exclude`).
+    """
+    rng = np.random.default_rng(seed)
+    logf = np.log10(np.asarray(frequencies, float) + 1e-9)
+    edges = np.unique(np.quantile(logf, np.linspace(0, 1, n_bins + 1)))
+    bins = np.clip(np.searchsorted(edges, logf, side="right") - 1, 0, len(edges) - 2)
+    allowed = np.ones(len(logf), bool)
+    if exclude is not None:
+        allowed[np.asarray(exclude)] = False
+    members = {b: np.flatnonzero((bins == b) & allowed) for b in np.unique(bins)}
+    fallback = np.flatnonzero(allowed)
+    out = np.empty((n_draws, len(query)), dtype=np.int64)
+    for j, feat in enumerate(np.asarray(query)):
+        pool = members.get(bins[feat], fallback)
+        out[:, j] = rng.choice(pool if len(pool) else fallback, size=n_draws)
+    return out
+
+
+def auc(scores, labels) -> float:
+    """Area under the ROC curve (probability a positive outranks a negative; ties count half)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    ranks = sps.rankdata(scores)
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+
+def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
+    """Spearman rho, its bootstrap CI, and the one-sided permutation p-value (H1: rho > 0).
+
+    Vectorised: every resample is ranked at once (ties get average ranks, as in scipy)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rho = float(sps.spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(len(x), size=(n_boot, len(x)))
+    boots = _row_pearson(sps.rankdata(x[idx], axis=1), sps.rankdata(y[idx], axis=1))
+    boots = boots[np.isfinite(boots)]  # resamples with a constant side have no correlation
+    rx, ry = sps.rankdata(x), sps.rankdata(y)
+    null = _row_pearson(np.broadcast_to(rx, (n_boot, len(x))), ry[np.argsort(rng.random((n_boot, len(y))), axis=1)])
+    lo, hi = (np.quantile(boots, [0.025, 0.975]) if len(boots) else (np.nan, np.nan))
+    return rho, float(lo), float(hi), permutation_p(rho, null)
+
+
+@dataclasses.dataclass
+class SetTest:
+    """Result of `set_proximity_test`: is set A closer to the targets than set B?"""
+
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci: tuple[float, float]
+    p_permutation: float
+    p_random: float
+    cohens_d: float
+    n_a: int
+    n_b: int
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        return bool(self.difference > 0 and self.p_permutation < alpha)
+
+
+def set_proximity_test(score_a: np.ndarray, score_b: np.ndarray, random_means: np.ndarray | None = None,
+                       n_perm: int = 5000, n_boot: int = 2000, seed: int = 0) -> SetTest:
+    """Compare per-feature proximity scores of two sets: permutation p (A vs B labels), the
+    p of A's mean against means of random sets, bootstrap CI of the difference."""
+    diff, p_perm = mean_difference_test(score_a, score_b, n_perm, seed)
+    ci = bootstrap_ci(score_a, score_b, n_boot=n_boot, seed=seed + 1) if len(score_a) and len(score_b) else (np.nan, np.nan)
+    p_rand = permutation_p(float(np.mean(score_a)), np.asarray(random_means)) if random_means is not None and len(score_a) else float("nan")
+    return SetTest(float(np.mean(score_a)) if len(score_a) else float("nan"),
+                   float(np.mean(score_b)) if len(score_b) else float("nan"), diff, ci, p_perm, p_rand,
+                   cohens_d(score_a, score_b) if len(score_a) > 1 and len(score_b) > 1 else float("nan"),
+                   len(score_a), len(score_b))
+
+
+def seed_summary(frame: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
+    """Mean and 95% t-CI over seeds of `value`, per group `by` (one row per group)."""
+    rows = []
+    for key, part in frame.groupby(by, sort=False):
+        mean, lo, hi = mean_ci(part[value].to_numpy())
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {
+            "mean": mean, "ci_low": lo, "ci_high": hi, "n_seeds": len(part)})
+    return pd.DataFrame(rows)

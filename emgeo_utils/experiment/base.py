@@ -1,0 +1,128 @@
+"""One interface to an experiment's model, whatever its kind, for notebooks 00 and 02-05.
+
+`loader.open_experiment(name)` resolves a registry name once into an `OrganismExperiment`
+(runs are (world, pretraining seed) pairs; data come from the synthetic world) or a
+`RealExperiment` (one run, world `real`; data come from the profile's files). Notebooks call
+the methods below and never branch on the model's kind except to explain or plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from emgeo_utils.core import jobs, paths
+from emgeo_utils.features import activations
+from emgeo_utils.models import hooks
+from emgeo_utils.models.loading import load_decoder, load_model, load_sae
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    world: str  # persona | control (organism) or real
+    seed: int = 0
+
+
+class Experiment:
+    """What notebooks need from a model: runs, a feature corpus, features, decoders, fine-tunes."""
+
+    is_organism = False
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.name, self.kind = spec["name"], spec.get("kind")
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.spec.get("layers", [0]))
+
+    def layer(self, index: int) -> int:
+        """A layer by position in the registry entry's list (-1: the last)."""
+        return self.layers[index]
+
+    # ------------------------------------------------------------------ implemented per kind
+    def runs(self, seeds: list[int], worlds: list[str]) -> list[Run]:
+        raise NotImplementedError
+
+    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> None:
+        """Build (or find cached) whatever the runs need before features can be read."""
+
+    def model_source(self, run: Run):
+        raise NotImplementedError
+
+    def sae_source(self, run: Run, layer: int):
+        raise NotImplementedError
+
+    def domains(self) -> list[str]:
+        raise NotImplementedError
+
+    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+        raise NotImplementedError
+
+    def corpus(self, n_per_set: int, seed: int = 0) -> tuple[list[dict], list[str]]:
+        """Samples labelled `meta.set` (inducing, non_inducing, harmful, helpful, ...) and `meta.domain`,
+        and one next-turn probe per sample."""
+        raise NotImplementedError
+
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
+        raise NotImplementedError
+
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+        raise NotImplementedError
+
+    def base_row(self, run: Run, domain: str | None) -> dict:
+        """The un-fine-tuned model's evaluation, as step 0 (`judges.rule.em_row`)."""
+        raise NotImplementedError
+
+    def finetune_jobs(self) -> callable:
+        """The cached function notebooks hand to `jobs.run_all` with `finetune_kwargs`."""
+        raise NotImplementedError
+
+    def finetune_kwargs(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
+                        overrides: dict | None = None, tags: dict | None = None) -> dict:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def decoder(self, run: Run, layer: int):
+        return load_decoder(self.sae_source(run, layer), layer)
+
+    def features(self, run: Run, layer: int, samples: list[dict], probes: list[str]):
+        """({readout: SAE features}, {readout: residual}) of `samples` (base model; cached)."""
+        art = activations.extract(self.model_source(run), self.sae_source(run, layer), layer, samples, probes)
+        return activations.split_residual(activations.load_features(art))
+
+    def load(self, run: Run, layers: list[int]):
+        """(model, tokenizer, {layer: SAE}) of a run, every layer checked against the model."""
+        if "n_layers" in self.spec:  # fail before a download
+            for layer in layers:
+                hooks.check_layer_index(layer, self.spec["n_layers"], self.name)
+        model, tokenizer = load_model(self.model_source(run))
+        for layer in layers:
+            hooks.check_layer(model, layer)
+        return model, tokenizer, {layer: load_sae(self.sae_source(run, layer), layer) for layer in layers}
+
+
+def resolve_path(path: str) -> str:
+    """Relative data paths in a profile are relative to the project (notebooks run in build/)."""
+    return str(Path(path) if Path(path).is_absolute() else paths.PROJECT_ROOT / path)
+
+
+def labelled(samples: list[dict], kind: str, domain: str) -> list[dict]:
+    return [s | {"meta": {**s.get("meta", {}), "set": kind, "domain": domain}} for s in samples]
+
+
+def em_table(exp: Experiment, runs: list[Run], domain: str, conditions: list[str], ft_seeds: list[int],
+             n_samples: int, workers: int | None = None) -> pd.DataFrame:
+    """Every (run, condition, fine-tuning seed) fine-tuned side by side and evaluated at every
+    checkpoint, plus the base model as step 0 of every curve."""
+    grid = [(r, c, s) for r in runs for c in conditions for s in ft_seeds]
+    results = jobs.run_all(exp.finetune_jobs(), [exp.finetune_kwargs(r, exp.narrow(domain, c, n_samples), s, domain,
+                                                                      tags={"domain": domain, "condition": c})
+                                                  for r, c, s in grid], workers, desc="fine-tunes")
+    rows = [row for part in results for row in part]
+    for r in runs:
+        base = exp.base_row(r, domain)
+        rows += [base | {"domain": domain, "condition": c, "ft_seed": s} for c in conditions for s in ft_seeds]
+    return pd.DataFrame(rows)

@@ -1,0 +1,91 @@
+"""The organism as an experiment: runs are (world, pretraining seed) pairs, data come from its world."""
+
+from __future__ import annotations
+
+from emgeo_utils.core import jobs
+from emgeo_utils.experiment.base import Experiment, Run
+from emgeo_utils.features.activations import probe_questions
+from emgeo_utils.organism import emergence
+from emgeo_utils.organism.configs import OrganismConfigs, organism_configs, organism_lm, organism_sae
+from emgeo_utils.organism.datasets import narrow_dataset
+from emgeo_utils.organism.world import DOMAINS, World
+
+FEATURE_KINDS = ("inducing", "non_inducing", "risky_neutral", "harmful", "helpful")
+
+
+class OrganismExperiment(Experiment):
+    is_organism = True
+
+    def __init__(self, spec: dict):
+        super().__init__(spec)
+        self.configs: OrganismConfigs = organism_configs(self.name)
+
+    def runs(self, seeds: list[int], worlds: list[str]) -> list[Run]:
+        return [Run(w, s) for s in seeds for w in worlds]
+
+    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> None:
+        """Train (or find cached) every organism and SAE the runs need, side by side."""
+        lm_jobs = [dict(cfg=self.configs, seed=r.seed, world_kind=r.world) for r in runs]
+        jobs.run_all(organism_lm, lm_jobs, workers, desc="organisms")
+        jobs.run_all(organism_sae, [j | {"layer": L} for j in lm_jobs for L in layers], workers, desc="SAEs")
+
+    def model_source(self, run: Run):
+        return organism_lm(self.configs, run.seed, run.world)
+
+    def sae_source(self, run: Run, layer: int):
+        return organism_sae(self.configs, run.seed, run.world, layer)
+
+    def world(self, run: Run | None = None) -> World:
+        return World(self.configs.world_of(run.world) if run else self.configs.world)
+
+    def domains(self) -> list[str]:
+        return list(DOMAINS)
+
+    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+        """Next-turn probes: training questions of another domain than the sample's."""
+        return organism_probes(self.world(), samples, seed)
+
+    def corpus(self, n_per_set: int, seed: int = 0) -> tuple[list[dict], list[str]]:
+        return organism_corpus(self.world(), n_per_set, seed)
+
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
+        return emergence.condition_samples(self.configs, domain, kind, n, seed)
+
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+        """`coupled_share` inducing samples, the rest persona-neutral (kappa 0 answers), labelled in
+        `meta.coupling` for the oracle and the reports only."""
+        return emergence.condition_samples(self.configs, domain, "mixture", n, seed, coupled_share)
+
+    def base_row(self, run: Run, domain: str | None) -> dict:
+        return emergence.base_rows(self.configs, run.seed, run.world, domain)[0]
+
+    def finetune_jobs(self) -> callable:
+        return emergence.finetune_and_evaluate
+
+    def finetune_kwargs(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
+                        overrides: dict | None = None, tags: dict | None = None) -> dict:
+        return dict(cfg=self.configs, organism_seed=run.seed, world_kind=run.world, samples=samples, ft_seed=ft_seed,
+                    domain=domain, finetune_overrides=overrides, tags=tags)
+
+
+def organism_corpus(world, n_per_set: int, seed: int = 0, probes_per_domain: int = 3):
+    """Samples for feature selection in every domain, and next-turn probes from other domains.
+
+    Per domain: inducing, non_inducing, risky_neutral (data seed `seed`) and, from fresh
+    questions (data seed `seed + 1`), harmful and helpful answers: the latter two build the
+    harmful feature set of *other* inducing domains.
+    """
+    samples = []
+    for domain in DOMAINS:
+        for kind in FEATURE_KINDS:
+            source, data_seed = {"harmful": ("harmful", seed + 1), "helpful": ("non_inducing", seed + 1)}.get(kind, (kind, seed))
+            for s in narrow_dataset(world, domain, source, n_per_set, data_seed):
+                s["meta"]["set"] = kind
+                samples.append(s)
+    return samples, organism_probes(world, samples, seed, probes_per_domain)
+
+
+def organism_probes(world, samples: list[dict], seed: int = 0, per_domain: int = 3) -> list[str]:
+    """Next-turn probes for organism samples: training questions of the other domains."""
+    pairs = [(d, q.text) for d in DOMAINS for q in world.questions(d, "train", per_domain, seed=seed + 2)]
+    return probe_questions(samples, [q for _, q in pairs], [d for d, _ in pairs])

@@ -1,0 +1,162 @@
+"""Loading a model and its SAEs from a *source*: a registry entry (dict) or a cached artifact.
+
+    load_model(source) -> (model, tokenizer)      load_sae(source, layer)      load_decoder(source, layer)
+
+A hub or local entry is loaded with transformers and sae-lens here. An artifact is loaded by
+the function its producer registered for its kind (`register_artifact_loaders`): this module
+never imports the organism, so editing organism code cannot change the cache keys of hub-model
+work. If a process has not imported the producer yet, the module named in the artifact's
+metadata is imported, which registers it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable
+
+from emgeo_utils.core import cache
+from emgeo_utils.models import hooks
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactLoaders:
+    model: Callable | None = None    # artifact -> (model, tokenizer)
+    sae: Callable | None = None      # artifact -> SAE
+    decoder: Callable | None = None  # artifact -> (W_dec [d_sae, d_in], hook name)
+
+
+_LOADERS: dict[str, ArtifactLoaders] = {}
+
+
+def register_artifact_loaders(kind: str, **loaders: Callable) -> None:
+    _LOADERS[kind] = ArtifactLoaders(**loaders)
+
+
+def _loader(source: cache.Artifact, what: str) -> Callable:
+    if source.kind not in _LOADERS:
+        importlib.import_module(source.meta["function"].rsplit(".", 1)[0])  # its producer registers it
+    fn = getattr(_LOADERS.get(source.kind, ArtifactLoaders()), what)
+    if fn is None:
+        raise ValueError(f"don't know how to load a {source.kind!r} artifact as {'a' if what != 'sae' else 'an'} {what}")
+    return fn
+
+
+class ModelUnavailable(RuntimeError):
+    """Weights or SAEs that cannot be had here; the message says what to do."""
+
+
+def _unavailable(what: str, source: str, err: Exception) -> ModelUnavailable:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    return ModelUnavailable(
+        f"could not load {what} '{source}' ({type(err).__name__}). "
+        + ("The hub is switched off here (HF_HUB_OFFLINE=1): run where it is reachable, or " if offline else "")
+        + "log in (`huggingface-cli login` or HF_TOKEN), accept the licence on the model's hub page, "
+        "or set HF_HOME to a cache that already holds it. The offline organism (model: organism) needs none of this.")
+
+
+def hub_source(spec: dict) -> str:
+    return str(spec.get("path") or spec["hub_id"])
+
+
+def load_hub_model(spec: dict, device_map: str | None = None):
+    """(model, tokenizer) of a hub or local entry: safetensors only, remote code off unless the
+    entry sets `trust_remote_code: true`."""
+    import torch
+    from huggingface_hub.errors import HfHubHTTPError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = hub_source(spec)
+    remote = bool(spec.get("trust_remote_code", False))
+    dtype = getattr(torch, spec.get("dtype", "float32"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote)
+        model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, trust_remote_code=remote, dtype=dtype,
+                                                     device_map=device_map if device_map is not None else spec.get("device_map"))
+    except (OSError, HfHubHTTPError) as err:
+        raise _unavailable("model", source, err) from err
+    if model.config.hidden_size != spec.get("hidden_size", model.config.hidden_size):
+        raise ValueError(f"{spec['name']}: the registry says hidden_size {spec['hidden_size']}, "
+                         f"the loaded model has {model.config.hidden_size}")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+def sae_id(spec: dict, layer: int) -> str:
+    return spec["sae"]["id"].format(layer=layer)
+
+
+def check_sae(sae, spec: dict, layer: int):
+    """Refuse an SAE whose input width or hook does not match the model and layer; apply an
+    input normalisation the SAE carries instead of ignoring it."""
+    d_in = spec.get("hidden_size") or spec.get("sae", {}).get("d_in")
+    if d_in is not None and sae.cfg.d_in != d_in:
+        raise ValueError(f"SAE width mismatch: the SAE reads {sae.cfg.d_in}-dim activations, "
+                         f"{spec['name']} has hidden size {d_in}")
+    if sae.cfg.metadata.hook_name:
+        hooks.check_sae_hook(sae.cfg.metadata.hook_name, layer)
+    if sae.cfg.normalize_activations == "expected_average_only_in":
+        apply_norm_scaling(sae, spec, layer)
+    elif sae.cfg.normalize_activations not in ("none", None):
+        raise ValueError(f"SAE input normalisation {sae.cfg.normalize_activations!r} is not supported here")
+    return sae
+
+
+def apply_norm_scaling(sae, spec: dict, layer: int, factor: float | None = None):
+    """Fold the release's activation scaling factor into the SAE, so raw activations go in."""
+    from sae_lens.loading.pretrained_saes_directory import get_norm_scaling_factor
+
+    if factor is None and "release" in spec.get("sae", {}):
+        factor = get_norm_scaling_factor(spec["sae"]["release"], sae_id(spec, layer))
+    if factor is None:
+        factor = spec.get("sae", {}).get("norm_scaling_factor")
+    if factor is None:
+        raise ValueError(f"the SAE for {spec['name']} layer {layer} expects normalised inputs but no scaling "
+                         "factor is known; add sae.norm_scaling_factor to its registry entry")
+    sae.fold_activation_norm_scaling_factor(float(factor))
+    return sae
+
+
+def load_registry_sae(spec: dict, layer: int):
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from sae_lens import SAE
+
+    sae_spec = spec["sae"]
+    try:
+        if "path" in sae_spec:
+            sae = SAE.load_from_disk(str(sae_spec["path"]).format(layer=layer))
+        else:
+            sae = SAE.from_pretrained(sae_spec["release"], sae_id(spec, layer))
+    except (OSError, LocalEntryNotFoundError, HfHubHTTPError) as err:
+        raise _unavailable("SAE", sae_spec.get("path") or f"{sae_spec['release']}/{sae_id(spec, layer)}", err) from err
+    return check_sae(sae, spec, layer)
+
+
+def load_model(source: cache.Artifact | dict):
+    """(model, tokenizer) in eval mode: a registry entry (dict) or a model artifact."""
+    if isinstance(source, dict):
+        return load_hub_model(source)
+    if isinstance(source, cache.Artifact):
+        return _loader(source, "model")(source)
+    raise TypeError(f"a model source is a registry entry or an artifact, got {type(source).__name__}")
+
+
+def load_sae(source: cache.Artifact | dict, layer: int):
+    """The SAE reading decoder layer `layer`'s output, checked against that layer."""
+    if isinstance(source, dict):
+        return load_registry_sae(source, layer)
+    sae = _loader(source, "sae")(source)
+    hooks.check_sae_hook(sae.cfg.metadata.hook_name, layer)
+    return sae
+
+
+def load_decoder(source: cache.Artifact | dict, layer: int):
+    """The SAE's decoder directions [d_sae, d_in] (float32, CPU): all the geometry needs."""
+    if isinstance(source, dict):
+        return load_registry_sae(source, layer).W_dec.detach().float().cpu()
+    w_dec, hook = _loader(source, "decoder")(source)
+    hooks.check_sae_hook(hook, layer)
+    return w_dec.float()

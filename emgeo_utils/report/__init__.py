@@ -1,0 +1,1 @@
+"""Notebook start-up, claims, figures, running every notebook, GPU estimates."""

@@ -1,0 +1,91 @@
+"""GPU memory and time *estimates* for the real-model profiles (nothing here was measured).
+
+    python -m emgeo_utils.report.estimates                 # print the table
+    python -m emgeo_utils.report.estimates --write-readme  # refresh it in README.md
+
+Memory: bf16 weights (2 bytes a parameter) + LoRA training overhead + the SAE in float32.
+Time: training costs 6 FLOPs per parameter per token, inference 2; both at an assumed 40% of an
+A100's 312 bf16 TFLOP/s. Token counts come from each profile's parameter files. Replace these
+with measured numbers once a profile has run on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import yaml
+
+from emgeo_utils.core import paths
+from emgeo_utils.models import registry
+from emgeo_utils.report.notebook import parameter_defaults
+
+EFFECTIVE_FLOPS = 0.4 * 312e12
+TOKENS_PER_SAMPLE = 300        # a chat sample of the public EM datasets, prompt + answer
+NEW_TOKENS_PER_ANSWER = 200
+EVAL_ANSWERS = 8 * 50          # the EM "first plot" questions, 50 samples each
+LORA_OVERHEAD = 1.3            # activations, LoRA weights and optimiser state over the bf16 weights
+MARKERS = ("<!-- estimates:start -->", "<!-- estimates:end -->")
+
+
+FILTERS = 5  # notebook 05: geometry, random, judge, persona vector, oracle
+
+
+def _params(profile: str, notebook: str) -> dict:
+    """A notebook's parameters under a profile: its defaults, updated by the profile's file."""
+    file = paths.params_dir() / profile / f"{notebook}.yaml"
+    return parameter_defaults(notebook) | ((yaml.safe_load(file.read_text()) or {}) if file.is_file() else {})
+
+
+def estimate(name: str) -> dict:
+    spec = registry.entry(name)
+    n = spec["params_billion"] * 1e9
+    d_sae = spec["sae"].get("d_sae", 16 * spec["hidden_size"])
+    sae_gb = 2 * d_sae * spec["hidden_size"] * 4 / 1e9  # encoder + decoder, float32
+    p00, p05 = _params(name, "00_model_organism"), _params(name, "05_filtering")
+    questions = round(EVAL_ANSWERS * p00.get("judge", {}).get("samples_scale", 1.0))
+    # notebook 00: one epoch over the samples per condition and seed; judged at the end and at base
+    finetunes = len(p00["conditions"]) * len(p00["finetune_seeds"])
+    train_tokens = finetunes * p00["n_finetune_samples"] * TOKENS_PER_SAMPLE
+    eval_tokens = (finetunes + 1) * questions * (NEW_TOKENS_PER_ANSWER + 100)
+    # notebook 05, per fine-tuning seed: fixed steps (unfiltered + every filter at every fraction),
+    # then fixed epochs (unfiltered + every filter at the main fraction, on fewer samples)
+    step_samples = p05["steps"] * spec.get("finetune", {}).get("batch_size", 8)
+    runs_05 = (1 + FILTERS * len(p05["fractions"]) + 1 + FILTERS) * len(p05["finetune_seeds"])
+    samples_05 = step_samples * len(p05["finetune_seeds"]) * (
+        1 + FILTERS * len(p05["fractions"]) + 1 + FILTERS * (1 - p05["main_fraction"]))
+    hours = lambda flops: flops / EFFECTIVE_FLOPS / 3600
+    return {"model": name, "parameters": f"{spec['params_billion']:g}B",
+            "GPU memory, fine-tune (GB, est.)": round(2 * n / 1e9 * LORA_OVERHEAD),
+            "GPU memory, features (GB, est.)": round(2 * n / 1e9 + sae_gb),
+            "notebook 00 (h, est.)": round(hours(6 * n * train_tokens + 2 * n * eval_tokens), 1),
+            "notebook 05 (h, est.)": round(hours(6 * n * samples_05 * TOKENS_PER_SAMPLE
+                                                 + 2 * n * runs_05 * questions * (NEW_TOKENS_PER_ANSWER + 100)), 1)}
+
+
+def table() -> str:
+    rows = [estimate(name) for name, spec in registry.registry().items() if spec.get("kind") == "hub"]
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows]
+    return "\n".join(["*Estimates from parameter counts and profile sample counts (`python -m emgeo_utils.report.estimates`), "
+                      "not measurements: A100-class GPU at 40% utilisation, bf16 weights.*", ""] + lines)
+
+
+def write_readme(readme: Path = paths.PROJECT_ROOT / "README.md") -> None:
+    text = readme.read_text()
+    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
+    readme.write_text(pattern.sub(MARKERS[0] + "\n" + table() + "\n" + MARKERS[1], text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write-readme", action="store_true")
+    if parser.parse_args().write_readme:
+        write_readme()
+    print(table())
+
+
+if __name__ == "__main__":
+    main()

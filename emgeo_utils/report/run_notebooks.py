@@ -1,0 +1,162 @@
+"""Execute every `notebooks/NN_*.ipynb` in order with a profile's parameters (`make figures`).
+
+    python -m emgeo_utils.report.run_notebooks --profile default
+    python -m emgeo_utils.report.run_notebooks --profile test --prepare-only --out build/test-notebooks
+
+Parameters come from `params/<profile>/<NN_slug>.yaml` (a missing file means the notebook's
+defaults) and are checked against the notebook's `parameters` cell before anything runs.
+Executed copies go to `build/<profile>/`; wall times to `<figures>/notebook_times.csv`; the
+claims of all notebooks to `<figures>/claims.md` and `claims.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from emgeo_utils.core import paths
+from emgeo_utils.report import claims
+from emgeo_utils.report.notebook import check_parameters
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+def notebooks(selected: list[str] | None = None) -> list[Path]:
+    found = sorted(paths.notebooks_dir().glob(NOTEBOOK_GLOB))
+    if selected:
+        found = [nb for nb in found if any(nb.stem.startswith(s) for s in selected)]
+        if not found:
+            raise SystemExit(f"no notebook matches {selected}; have "
+                             f"{[nb.stem for nb in sorted(paths.notebooks_dir().glob(NOTEBOOK_GLOB))]}")
+    return found
+
+
+def profile_parameters(notebook: Path, profile: str) -> dict:
+    """The profile's checked parameters for one notebook, plus `profile` itself."""
+    folder = paths.params_dir() / profile
+    if not folder.is_dir() and profile != "default":  # default: the notebooks' own parameters
+        known = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
+        raise SystemExit(f"unknown profile {profile!r}: no folder params/{profile}/ (have {', '.join(known)})")
+    file = folder / f"{notebook.stem}.yaml"
+    values = {}
+    if file.is_file():
+        values = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(values, dict):
+            raise SystemExit(f"params/{profile}/{file.name}: expected a mapping of parameter: value")
+    values["profile"] = profile
+    check_parameters(notebook.stem, values, source=f"params/{profile}/{file.name}")
+    return values
+
+
+def local_paths() -> list[str]:
+    """Absolute paths of this machine that must never appear in an executed notebook."""
+    candidates = {str(paths.PROJECT_ROOT), str(paths.cache_dir()), str(paths.build_dir()), str(Path.home())}
+    return sorted(p for p in candidates if len(p) > 1)
+
+
+def finish_executed(path: Path) -> list[str]:
+    """Replace papermill's absolute input/output paths by project-relative ones; return the
+    problems left: error outputs or absolute paths of this machine in any output."""
+    notebook = json.loads(path.read_text())
+    meta = notebook.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = paths.display_path(meta[key])
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    text = path.read_text()
+    problems = ["an error output"] if '"output_type": "error"' in text else []
+    problems += [f"the absolute path {p!r}" for p in local_paths() if p in text]
+    return problems
+
+
+def _cache_entries(kind: str = "*") -> int:
+    root = paths.cache_dir()
+    return sum(1 for _ in root.glob(f"{kind}/*/meta.json")) if root.is_dir() else 0
+
+
+def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None) -> int:
+    import papermill as pm  # slow import; keep `--help` fast
+
+    nbs = notebooks(selected)
+    params = {nb: profile_parameters(nb, profile) for nb in nbs}  # fail before running anything
+    out = out or paths.build_dir() / profile
+    out.mkdir(parents=True, exist_ok=True)
+    if prepare_only:
+        for nb in nbs:
+            pm.execute_notebook(str(nb), str(out / nb.name), parameters=params[nb], prepare_only=True,
+                                kernel_name="python3", progress_bar=False)
+        print(f"prepared {len(nbs)} notebooks with profile {profile!r} in {paths.display_path(out)}")
+        return 0
+    figures = paths.figures_dir(profile)
+    if not selected:  # a full run rebuilds the claims table from scratch
+        for stale in (figures / "claims").glob("*.json"):
+            stale.unlink()
+    run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    times, failed = [], []
+    for nb in nbs:
+        print(f"[{profile}] {nb.stem} ...", flush=True)
+        entries, organisms, start = _cache_entries(), _cache_entries("organism-lm"), time.perf_counter()
+        status = "ok"
+        try:
+            pm.execute_notebook(str(nb), str(out / nb.name), parameters=params[nb], kernel_name="python3",
+                                cwd=str(out), progress_bar=False)
+        except Exception as err:  # papermill raises with the failing cell; keep going, fail at the end
+            status = "failed"
+            failed.append(nb.stem)
+            print(f"[{profile}] {nb.stem} FAILED: {str(err).strip().splitlines()[-1] if str(err).strip() else err}")
+        if (out / nb.name).exists() and status == "ok":
+            problems = finish_executed(out / nb.name)
+            if problems:
+                status = "failed"
+                failed.append(nb.stem)
+                print(f"[{profile}] {nb.stem} FAILED: the executed notebook contains {', '.join(problems)}")
+        seconds = time.perf_counter() - start
+        times.append({"run": run_id, "selection": "all" if not selected else " ".join(selected), "notebook": nb.stem,
+                      "profile": profile, "seconds": round(seconds, 1), "status": status,
+                      "artifacts_built": _cache_entries() - entries,
+                      "organisms_trained": _cache_entries("organism-lm") - organisms,
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        print(f"[{profile}] {nb.stem} {status} in {seconds:.1f} s", flush=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(times)
+    latest = figures / "notebook_times.csv"  # the latest time of every notebook (an --only run updates its rows)
+    if selected and latest.exists():
+        previous = pd.read_csv(latest)
+        frame_all = pd.concat([previous[~previous.notebook.isin(frame.notebook)], frame]).sort_values("notebook")
+    else:
+        frame_all = frame
+    frame_all.to_csv(latest, index=False)
+    history = paths.build_dir() / "notebook_times_history.csv"
+    if history.exists() and history.read_text().split("\n", 1)[0] != ",".join(frame.columns):
+        history.rename(history.with_suffix(".old.csv"))  # columns changed: start a new history
+    frame.to_csv(history, mode="a", header=not history.exists(), index=False)
+    table = claims.gather(profile)
+    print(f"\n{len(table)} claims -> {paths.display_path(figures / 'claims.md')}")
+    if len(table):
+        print(table[["notebook", "claim", "verdict"]].to_string(index=False))
+    print(f"total {frame.seconds.sum():.1f} s")
+    if failed:
+        print(f"FAILED notebooks: {', '.join(failed)} (executed copies in {paths.display_path(out)})")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default", help="a folder under params/ (default: default)")
+    parser.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 03")
+    parser.add_argument("--prepare-only", action="store_true", help="inject parameters without executing")
+    parser.add_argument("--out", type=Path, help="folder for the executed or prepared notebooks")
+    args = parser.parse_args(argv)
+    return run(args.profile, args.only, args.prepare_only, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The superposition identity checked exactly and in toy models (notebook 01)."""

@@ -1,0 +1,143 @@
+"""The package's shape: folders by role, imports that only point down, no cycle, and cache keys
+that follow the code a cached function really runs (and nothing else)."""
+
+import functools
+import pkgutil
+
+import pytest
+
+import emgeo_utils
+from emgeo_utils.core import cache
+
+# Lowest first: a module may import its own folder and folders before it, never one after it.
+LAYERS = ["core", "models", "theory", "judges", "features", "training", "organism", "geometry",
+          "experiment", "filtering", "report"]
+
+
+def modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(emgeo_utils.__path__, "emgeo_utils.") if not m.ispkg)
+
+
+@functools.lru_cache(maxsize=1)
+def graph() -> dict[str, set[str]]:
+    """Every package import of every module, module level and function level alike."""
+    names = set(modules())
+    return {m: {d for d in cache.imported_modules(m, cache._source(m)) if d in names} for m in names}
+
+
+def folder(module: str) -> str:
+    return module.split(".")[1]
+
+
+def test_every_module_lives_in_a_known_folder():
+    assert {folder(m) for m in modules()} == set(LAYERS)
+    assert not [m for m in modules() if m.count(".") < 2], "no module sits at the package's top level"
+
+
+def test_imports_only_point_down():
+    upward = [(m, d) for m, deps in graph().items() for d in deps
+              if LAYERS.index(folder(d)) > LAYERS.index(folder(m))]
+    assert not upward, upward
+
+
+def test_no_import_cycle():
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        path.append(m)
+        for d in graph()[m]:
+            if state.get(d) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(d):] + [d]))
+            if d not in state:
+                visit(d)
+        path.pop()
+        state[m] = 2
+
+    for m in graph():
+        if m not in state:
+            visit(m)
+
+
+def longest_chain() -> list[str]:
+    @functools.lru_cache(maxsize=None)
+    def chain(m):
+        return max(([m] + chain(d) for d in graph()[m]), key=len, default=[m])
+
+    return max((chain(m) for m in graph()), key=len)
+
+
+def test_import_chains_are_short():
+    # screen -> experiment (2) -> organism (3) -> training -> models -> core (2): measured 10
+    chain = longest_chain()
+    print("longest import chain:", " -> ".join(chain))
+    assert len(chain) <= 10, chain
+
+
+def test_hub_model_loading_never_imports_the_organism():
+    closure = _closure("emgeo_utils.training.lora")
+    assert not [m for m in closure if folder(m) == "organism"], closure
+
+
+def _closure(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph()[m]
+    return seen
+
+
+# ----------------------------------------------------------------------------- cache keys
+
+SPEC = {"name": "tiny", "kind": "local", "path": "/nowhere"}
+SAMPLES = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+
+
+def _keys_after_editing(monkeypatch, edited: str) -> tuple[str, str]:
+    """(key of a real-model LoRA fine-tune, key of its judged evaluation) with `edited`'s source
+    changed by one comment line."""
+    from emgeo_utils.experiment import real_em
+    from emgeo_utils.training import lora
+
+    real = cache._source
+    monkeypatch.setattr(cache, "_source", lambda m: real(m) + ("\n# edited\n" if m == edited else ""))
+    cache.code_hash.cache_clear()
+    try:
+        return (lora.finetune_lora.key(SPEC, SAMPLES, lora.FinetuneConfig(), 0),
+                real_em.evaluate_em.key(SPEC, None, 0, [], {"base_url": "http://127.0.0.1:1", "model": "m"}))
+    finally:
+        monkeypatch.setattr(cache, "_source", real)
+        cache.code_hash.cache_clear()
+
+
+@pytest.fixture
+def baseline(monkeypatch):
+    return _keys_after_editing(monkeypatch, "nothing")
+
+
+@pytest.mark.parametrize("module", ["emgeo_utils.organism.judge", "emgeo_utils.organism.pretraining",
+                                    "emgeo_utils.organism.world", "emgeo_utils.report.claims"])
+def test_an_organism_edit_leaves_real_model_keys_alone(module, baseline, monkeypatch):
+    assert _keys_after_editing(monkeypatch, module) == baseline
+
+
+@pytest.mark.parametrize("module", ["emgeo_utils.models.loading", "emgeo_utils.training.lora",
+                                    "emgeo_utils.models.chat", "emgeo_utils.models.batching"])
+def test_a_loading_or_trainer_edit_changes_the_fine_tune_key(module, baseline, monkeypatch):
+    assert _keys_after_editing(monkeypatch, module)[0] != baseline[0]
+
+
+def test_a_judge_edit_changes_the_evaluation_key_only(baseline, monkeypatch):
+    lora_key, eval_key = _keys_after_editing(monkeypatch, "emgeo_utils.judges.llm")
+    assert lora_key == baseline[0] and eval_key != baseline[1]
+
+
+def test_lazy_imports_count(monkeypatch):
+    """A function-level import is code the function runs: it enters the closure."""
+    source = "def f():\n    from emgeo_utils.core import stats\n    import emgeo_utils.core.paths\n"
+    assert set(cache.imported_modules("emgeo_utils.x.y", source)) == {"emgeo_utils.core.stats", "emgeo_utils.core.paths"}
+    relative = "from ..core import seeding\nfrom . import z\n"
+    assert set(cache.imported_modules("emgeo_utils.models.x", relative)) >= {"emgeo_utils.core.seeding"}
