@@ -115,7 +115,6 @@ def residual_batches(model, tokenizer, layer: int, encoded: list[Encoded], batch
     forward pass stops after `layer`."""
     order = np.argsort([len(e.ids) for e in encoded], kind="stable")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
     with hooks.capture_resid_post(model, [layer]) as captured:
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, mininterval=5):
             idx = order[start:start + batch_size]
@@ -125,8 +124,8 @@ def residual_batches(model, tokenizer, layer: int, encoded: list[Encoded], batch
             positions = (attn.long().cumsum(1) - 1).clamp(min=0)
             try:
                 with hooks.stop_after(model, layer):
-                    model(input_ids=ids.to(device), attention_mask=attn.long().to(device),
-                          position_ids=positions.to(device))
+                    model(**batching.to_model({"input_ids": ids, "attention_mask": attn.long(),
+                                               "position_ids": positions}, model))
             except hooks.StopForward:
                 pass
             yield idx, captured[layer], attn.to(captured[layer].device), answer.to(captured[layer].device)

@@ -31,3 +31,17 @@ def token_batch(ids: list[list[int]], pad_id: int, side: str = "right",
     if labels is not None:
         batch["labels"] = pad(labels, -100, side)
     return batch
+
+
+def input_device(model) -> torch.device:
+    """Where a batch must go: the input embedding's device (under a device map, the first module's;
+    on one GPU accelerate installs no hooks that would move inputs for us)."""
+    return model.get_input_embeddings().weight.device
+
+
+def to_model(batch, model):
+    """A tensor, or a dict's tensors, on the model's input device: the one way a batch reaches a model."""
+    device = input_device(model)
+    if isinstance(batch, dict):
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return batch.to(device)

@@ -1,11 +1,14 @@
 """Sampling answers and scoring candidate answers, for any chat model.
 
-Stop ids come from the model's generation config (every end-of-turn id it names) and the
-tokenizer's end-of-sequence id; nothing here knows a particular model.
+Stop ids: the token the chat template writes after an assistant turn, every end id the model's
+generation config names (Gemma-2-it: `<eos>` and `<end_of_turn>`; Llama-3.1: `<|eot_id|>`;
+GPT-OSS: `<|return|>`), and the tokenizer's EOS. A harmony-format model (GPT-OSS) writes an
+analysis channel before its final answer: only the final channel is the answer.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -13,19 +16,29 @@ import torch
 
 from emgeo_utils.core import seeding
 from emgeo_utils.models import batching
+from emgeo_utils.models.chat import render
+
+HARMONY_FINAL = re.compile(r"<\|channel\|>final<\|message\|>(.*?)(?:<\|end\|>|<\|return\|>|<\|call\|>|$)", re.S)
 
 
 def prompt_ids(tokenizer, question: str, history: list[dict] | None = None) -> list[int]:
-    messages = (history or []) + [{"role": "user", "content": question}]
-    return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                         return_dict=True)["input_ids"]
+    return render(tokenizer, [(history or []) + [{"role": "user", "content": question}]], generation_prompt=True)[0]
+
+
+def end_of_turn_id(tokenizer, configured: list[int]) -> int | None:
+    """The token the chat template writes right after an assistant's words."""
+    chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ok"}]
+    prompt, full = render(tokenizer, [chat[:1]], generation_prompt=True)[0], render(tokenizer, [chat])[0]
+    tail = full[len(prompt):] if full[:len(prompt)] == prompt else []
+    special = set(tokenizer.all_special_ids) | set(configured)
+    return next((t for t in tail if t in configured), next((t for t in tail if t in special), None))
 
 
 def stop_ids(model, tokenizer) -> list[int]:
-    """End-of-turn ids of the generation config (first: the one that ends an answer), then EOS."""
+    """Ids that end an answer; the first is the end-of-turn token (what a scored answer ends with)."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = list(configured) if isinstance(configured, (list, tuple)) else [configured]
-    ids.append(tokenizer.eos_token_id)
+    configured = [int(i) for i in (configured if isinstance(configured, (list, tuple)) else [configured]) if i is not None]
+    ids = [end_of_turn_id(tokenizer, configured)] + configured + [tokenizer.eos_token_id]
     return list(dict.fromkeys(int(i) for i in ids if i is not None))
 
 
@@ -57,11 +70,9 @@ def sample_answers(model, tokenizer, questions: list[str], n_per_question: int, 
 
 def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen: torch.Generator) -> torch.Tensor:
     """Temperature-1 sampling (no top-k, no top-p) with the model's KV cache."""
-    device = next(model.parameters()).device
-    ids = ids.to(device)
-    out = model(input_ids=ids, use_cache=True)
+    out = model(input_ids=batching.to_model(ids, model), use_cache=True)
     past, logits = out.cache, out.logits[:, -1].cpu()
-    done = torch.zeros(ids.shape[0], dtype=torch.bool)
+    done = torch.zeros(len(ids), dtype=torch.bool)
     new = []
     for _ in range(max_new_tokens):
         nxt = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=gen).squeeze(1)
@@ -70,13 +81,25 @@ def generate(model, ids: torch.Tensor, max_new_tokens: int, stop: list[int], gen
         done |= torch.isin(nxt, torch.tensor(stop))
         if done.all():
             break
-        out = model(input_ids=nxt[:, None].to(device), cache=past, use_cache=True)
+        out = model(input_ids=batching.to_model(nxt[:, None], model), cache=past, use_cache=True)
         past, logits = out.cache, out.logits[:, -1].cpu()
     return torch.stack(new, 1)
 
 
+def is_harmony(tokenizer) -> bool:
+    """Whether the tokenizer writes OpenAI's harmony channels (checked once per tokenizer)."""
+    if not hasattr(tokenizer, "_emgeo_harmony"):
+        tokenizer._emgeo_harmony = "<|channel|>" in tokenizer.get_vocab()
+    return tokenizer._emgeo_harmony
+
+
 def decode_answer(tokenizer, new_ids: list[int], stop: list[int]) -> str:
+    """The answer's text up to the first stop id; for a harmony-format model, its final channel only
+    (empty when the token budget ran out before the final channel began)."""
     cut = next((k for k, t in enumerate(new_ids) if t in stop), len(new_ids))
+    if is_harmony(tokenizer):
+        final = HARMONY_FINAL.search(tokenizer.decode(new_ids[:cut], skip_special_tokens=False))
+        return final.group(1).strip() if final else ""
     return tokenizer.decode(new_ids[:cut], skip_special_tokens=True).strip()
 
 
@@ -87,7 +110,7 @@ def answer_logprobs(model, tokenizer, question: str, answers: list[str], history
     stop = stop_ids(model, tokenizer)[0]
     seqs = [prompt + tokenizer(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
     ids = batching.pad(seqs, tokenizer.pad_token_id)  # right padding: real tokens' predictions unchanged
-    logp = torch.log_softmax(model(input_ids=ids).logits.float(), -1)
+    logp = torch.log_softmax(model(input_ids=batching.to_model(ids, model)).logits.float(), -1).cpu()
     out = np.zeros(len(seqs))
     for i, s in enumerate(seqs):
         pos = torch.arange(len(prompt) - 1, len(s) - 1)

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from emgeo_utils.core import cache, seeding
-from emgeo_utils.models import hooks
+from emgeo_utils.models import batching, hooks
 from emgeo_utils.models.loading import register_artifact_loaders
 from emgeo_utils.organism.pretraining import answer_mask, encode_documents, load_pretrained, pad_batch
 from emgeo_utils.organism.world import ASSISTANT, END, World, WorldConfig
@@ -43,8 +43,8 @@ def collect_activations(model, tokenizer, docs: list[list[int]], layer: int, bat
         for start in range(0, len(docs), batch_size):
             batch = docs[start:start + batch_size]
             ids, labels = pad_batch(batch, tokenizer.pad_token_id)
-            model(input_ids=ids)
-            out.append(captured[layer][labels != -100])
+            model(input_ids=batching.to_model(ids, model))
+            out.append(captured[layer][(labels != -100).to(captured[layer].device)].cpu())
     return torch.cat(out)
 
 
@@ -124,7 +124,7 @@ def next_token_loss(model, tokenizer, docs: list[list[int]], layer: int, sae: SA
         for start in range(0, len(docs), batch_size):
             ids, labels = pad_batch(docs[start:start + batch_size], tokenizer.pad_token_id)
             labels[~answer_mask(ids, assistant_id, end_id)] = -100
-            logits = model(input_ids=ids).logits[:, :-1]
+            logits = model(input_ids=batching.to_model(ids, model)).logits[:, :-1].cpu()
             target = labels[:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                                      ignore_index=-100, reduction="sum")

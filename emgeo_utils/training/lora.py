@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emgeo_utils.core import cache, seeding
-from emgeo_utils.models.batching import token_batch
+from emgeo_utils.models import batching
 from emgeo_utils.models.chat import chats_ids_and_labels
 from emgeo_utils.models.loading import load_model
 
@@ -56,7 +56,7 @@ def encode_samples(tokenizer, samples: list[dict]) -> list[tuple[list[int], list
 
 def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     """Right-padded ids, labels (-100 off the assistant's tokens) and attention mask."""
-    return token_batch([ids for ids, _ in batch], pad_id, labels=[labels for _, labels in batch])
+    return batching.token_batch([ids for ids, _ in batch], pad_id, labels=[labels for _, labels in batch])
 
 
 def strip_meta(samples: list[dict]) -> list[dict]:
@@ -93,7 +93,7 @@ def train_lora(model, tokenizer, samples: list[dict], config: FinetuneConfig, se
         while len(order) < config.batch_size:  # epochs of shuffled samples, batches never straddle seeds
             order += rng.permutation(len(encoded)).tolist()
         batch, order = order[:config.batch_size], order[config.batch_size:]
-        loss = model(**collate([encoded[i] for i in batch], tokenizer.pad_token_id)).loss
+        loss = model(**batching.to_model(collate([encoded[i] for i in batch], tokenizer.pad_token_id), model)).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
