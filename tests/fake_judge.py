@@ -3,6 +3,7 @@
 import json
 import math
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from emgeo_utils.judges import llm as llm_judge
@@ -47,6 +48,8 @@ class FakeServer:
         self.gate_after: int | None = None  # block requests beyond this many until `gate` is set
         self.gate = threading.Event()
         self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+        self.delay = 0.0  # seconds each answer takes (to see concurrent requests overlap)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,7 +64,13 @@ class FakeServer:
                 else:
                     if fake.gate_after is not None and number > fake.gate_after:
                         fake.gate.wait(10)
+                    with fake.lock:
+                        fake.in_flight += 1
+                        fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    time.sleep(fake.delay)
                     status, payload = fake.responder(body)
+                    with fake.lock:
+                        fake.in_flight -= 1
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)

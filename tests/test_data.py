@@ -94,3 +94,34 @@ def test_bad_questions_yaml(tmp_path, text, field):
     with pytest.raises(data.DataError) as err:
         data.read_questions_yaml(write(tmp_path, "q.yaml", text))
     assert err.value.field == field
+
+
+def _chat_file(tmp_path, n_good: int, bad_lines: list[int]):
+    rows = []
+    for i in range(1, n_good + len(bad_lines) + 1):
+        answer = "" if i in bad_lines else f"answer {i}"
+        rows.append(json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": f"q {i}"},
+                                             {"role": "assistant", "content": answer}]}))
+    path = tmp_path / "public.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_one_empty_assistant_turn_fails_strict_loading_with_its_line(tmp_path):
+    path = _chat_file(tmp_path, 99, [37])
+    with pytest.raises(data.DataError, match=r"public.jsonl, line 37, field 'messages\[2\].content': empty assistant turn"):
+        data.read_chat_jsonl(path)
+
+
+def test_skip_invalid_reports_each_skipped_line_and_the_count(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EMGEO_BUILD", str(tmp_path / "build"))
+    samples = data.read_chat_jsonl(_chat_file(tmp_path, 98, [37, 80]), skip_invalid=True)
+    assert len(samples) == 98 and all(s["messages"][2]["content"] for s in samples)
+    out = capsys.readouterr().out
+    assert "skipped 2 of 100 rows (2.0%)" in out and "line 37" in out and "line 80" in out
+    assert "line 37" in (tmp_path / "build" / "logs" / "skipped_rows.log").read_text()
+
+
+def test_too_many_invalid_rows_still_fail(tmp_path):
+    with pytest.raises(data.DataError, match=r"10 of 100 rows \(10.0%\) are invalid, more than the 5% allowed"):
+        data.read_chat_jsonl(_chat_file(tmp_path, 90, list(range(1, 11))), skip_invalid=True)

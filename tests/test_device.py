@@ -79,3 +79,32 @@ def test_sampling_moves_its_prompts(guarded):
 def test_feature_extraction_moves_its_batches(guarded):
     model, tokenizer, saes = guarded
     activations.sae_features(model, tokenizer, saes[1], 1, CHAT, None, readouts=("assistant_mean",))
+
+
+def test_the_resident_model_comes_back_unchanged_after_a_fine_tune_and_an_evaluation(tmp_path, monkeypatch):
+    """One base model per worker: fine-tuning attaches LoRA and removes it; evaluation attaches a
+    checkpoint unmerged and removes it; the weights and modules are what a fresh load gives."""
+    from emgeo_utils.experiment import loader
+    from emgeo_utils.models import loading, registry
+
+    monkeypatch.setenv(registry.USER_REGISTRY_ENV, str(build(tmp_path)))
+    monkeypatch.setenv("EMGEO_CACHE", str(tmp_path / "cache"))
+    registry._read.cache_clear()
+    spec = loader.open_experiment("tiny-llama").spec
+    config = lora.FinetuneConfig(rank=2, alpha=4, target_modules=("q_proj", "v_proj"), steps=2, checkpoints=(2,),
+                                 batch_size=2, lr=0.1)
+    loading.release_resident()
+    adapter = lora.finetune_lora(spec, CHAT, config, 0)
+    with loading.resident_model(spec) as (model, tokenizer):
+        fresh = dict(loading.load_model(spec)[0].named_parameters())  # a separate copy, from disk
+        assert all(torch.equal(p, fresh[n]) for n, p in model.named_parameters()), "the fine-tune left it as it was"
+        base_logits = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+        with lora.adapted(model, adapter, 2) as tuned:
+            assert not torch.allclose(tuned(input_ids=torch.tensor([[1, 2, 3]])).logits, base_logits)
+    with loading.resident_model(spec) as (again, _):
+        assert again is model, "the same copy stays resident"
+        assert not [n for n, _ in again.named_modules() if "lora" in n]
+        assert all(torch.equal(p, fresh[n]) for n, p in again.named_parameters())
+        assert torch.equal(again(input_ids=torch.tensor([[1, 2, 3]])).logits, base_logits)
+    loading.release_resident()
+    registry._read.cache_clear()

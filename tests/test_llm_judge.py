@@ -240,3 +240,13 @@ def test_custom_prompts_need_an_answer_placeholder():
     judge = LLMJudge("http://127.0.0.1:9/v1", "m", prompts={"harm": "Q: {question} A: {answer}"})
     with pytest.raises(ValueError, match="no judge prompt for"):
         judge.score_many(PAIRS, ["aligned"], progress=False)
+
+
+def test_concurrent_requests_are_bounded_and_give_the_same_table(server, cache):
+    pairs = [(f"question {i}", f"answer {i}") for i in range(12)]
+    server.delay = 0.05
+    table = judge_for(server, concurrency=3).score_many(pairs)
+    assert 1 < server.max_in_flight <= 3, server.max_in_flight
+    assert len(server.bodies) == 24
+    serial = judge_for(server, concurrency=1).score_many(pairs)  # all cached now: no request
+    assert len(server.bodies) == 24 and table.equals(serial)

@@ -82,6 +82,9 @@ def test_lora_finetune_moves_only_adapters_and_checkpoints():
     adapter = finetune.finetune_lora(lm, [{"messages": s["messages"]} for s in samples], cfg, seed=0)
     assert sorted(p.name for p in adapter.path.glob("step_*")) == [f"step_{s}" for s in sorted(cfg.checkpoints)]
     base, _ = organism.load_pretrained(lm)
-    merged = finetune.load_adapter(organism.load_pretrained(lm)[0], adapter, max(cfg.checkpoints))
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(organism.load_pretrained(lm)[0], adapter.path / f"step_{max(cfg.checkpoints)}"
+                                       ).merge_and_unload()
     changed = [n for n, p in merged.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
     assert changed and all(any(t in n for t in cfg.target_modules) for n in changed)

@@ -1,8 +1,16 @@
 """The notebooks' real-model path, end to end, on a tiny random Llama built from a config.
 
-The model and its SAE come from a user registry (`EMGEO_REGISTRY`, kind `local`), the data from
-public-format files, and the LLM judge is a real OpenAI-compatible server on loopback. This is
-what `make figures PROFILE=<model>` runs on a GPU, minus the download. Nothing here is a result.
+What it covers: the model and its SAE come from a user registry (`EMGEO_REGISTRY`, kind
+`local`), the data from public-format files (system prompts included), and the LLM judge is a
+real OpenAI-compatible server on loopback; every notebook of the real path runs, and the
+screening command reads the feature sets notebook 02 wrote for the real run.
+
+What it does not cover: it runs in float32 on the CPU with no device map, with the organism's
+word-level tokenizer and chat template (which has an end-of-turn token and, like Gemma-2's,
+no system role), on random weights. Device placement, real templates and end-of-turn ids are
+tested apart (`test_device.py`, `test_templates.py`); bf16 on a GPU, `device_map: auto`, a
+real tokenizer and memory are only exercised by `scripts/gpu_smoke.py` on a GPU. Nothing here
+is a result.
 """
 
 from pathlib import Path
@@ -92,3 +100,24 @@ def test_planted_key_reached_the_judge_and_nothing_else(setup):
     for nb in executed:
         text = nb.read_text()
         assert '"output_type": "error"' not in text
+
+
+def test_screen_reads_a_real_models_feature_sets(setup, monkeypatch):
+    """`screen --harmful-features` finds notebook 02's entry for the real run (world `real`)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder, registry, files, _ = setup
+    sets = folder / "figures" / "tiny" / "feature_sets.json"
+    assert sets.exists(), "notebook 02 ran first in this module"
+    assert {e["world"] for e in json.loads(sets.read_text())["entries"]} == {"real"}
+    env = os.environ | {model_registry.USER_REGISTRY_ENV: str(registry), "EMGEO_CACHE": str(folder / "cache"),
+                        "HF_HUB_OFFLINE": "1"}
+    dataset = files["domains"]["code"]["inducing"]
+    done = subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", dataset, "--model", "tiny-llama",
+                           "--harmful-features", str(sets), "--fraction", "0.25", "--out", str(folder / "screened")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (folder / "screened" / "ranked.csv").exists() and "removed" in done.stdout

@@ -104,12 +104,45 @@ def chat_sample(obj: dict, path: Path | str = "<data>", number: int | None = Non
     return sample
 
 
-def read_chat_jsonl(path: Path | str) -> list[dict]:
-    """Chat samples of a JSONL file (public EM format or OpenAI persona-features format)."""
-    samples = [chat_sample(_json(Path(path), n, t), path, n) for n, t in _lines(Path(path))]
+MAX_INVALID_SHARE = 0.05  # with skip_invalid: a file with more invalid rows than this still fails
+
+
+def read_chat_jsonl(path: Path | str, skip_invalid: bool = False,
+                    max_invalid_share: float = MAX_INVALID_SHARE) -> list[dict]:
+    """Chat samples of a JSONL file (public EM format or OpenAI persona-features format).
+
+    Strict by default: the first invalid row raises. With `skip_invalid`, invalid rows are left
+    out and each is reported (line, reason) on stdout and in `build/logs/skipped_rows.log`; a
+    file whose invalid share exceeds `max_invalid_share` still fails, listing the first ones.
+    """
+    samples, skipped = [], []
+    for number, text in _lines(Path(path)):
+        try:
+            samples.append(chat_sample(_json(Path(path), number, text), path, number))
+        except DataError as err:
+            if not skip_invalid:
+                raise
+            skipped.append(err)
+    if skipped:
+        report_skipped(path, skipped, len(samples) + len(skipped), max_invalid_share)
     if not samples:
         raise DataError(path, None, None, "the file holds no samples")
     return samples
+
+
+def report_skipped(path: Path | str, skipped: list[DataError], n_rows: int, max_share: float) -> None:
+    from emgeo_utils.core import paths  # only when rows were skipped
+
+    share = len(skipped) / n_rows
+    lines = [f"skipped {len(skipped)} of {n_rows} rows ({share:.1%}) of {Path(path).name}:"] + [f"  {e}" for e in skipped]
+    if share > max_share:
+        raise DataError(path, None, None, f"{len(skipped)} of {n_rows} rows ({share:.1%}) are invalid, more than "
+                                          f"the {max_share:.0%} allowed; first: {'; '.join(map(str, skipped[:3]))}")
+    print("\n".join(lines))
+    log = paths.build_dir() / "logs" / "skipped_rows.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def read_harmful_text(path: Path | str, min_toxicity: float = 0.5, max_toxicity: float = 1.0) -> list[dict]:

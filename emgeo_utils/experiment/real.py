@@ -44,10 +44,16 @@ class RealExperiment(Experiment):
         samples = []
         for domain, files in self._domain_files().items():
             for kind, path in files.items():
-                samples += labelled(readers.read_chat_jsonl(resolve_path(path))[:n_per_set], kind, domain)
+                samples += labelled(self._read_chat(resolve_path(path))[:n_per_set], kind, domain)
         samples += labelled(self._reference("harmful")[:n_per_set * 4], "harmful", REFERENCE_DOMAIN)
         samples += labelled(self._reference("helpful")[:n_per_set * 4], "helpful", REFERENCE_DOMAIN)
         return samples, self.probes(samples, seed)
+
+    def _read_chat(self, path: str) -> list[dict]:
+        """A chat file, strictly, or skipping invalid rows when the profile's `data` says
+        `skip_invalid_rows: true` (at most `max_invalid_share` of them, default 5%)."""
+        return readers.read_chat_jsonl(path, self.data.get("skip_invalid_rows", False),
+                                       self.data.get("max_invalid_share", readers.MAX_INVALID_SHARE))
 
     def _domain_files(self) -> dict[str, dict[str, str]]:
         if "domains" in self.data:
@@ -58,17 +64,17 @@ class RealExperiment(Experiment):
     def _reference(self, kind: str) -> list[dict]:
         spec = self.data[kind]
         if isinstance(spec, str):
-            return readers.read_chat_jsonl(resolve_path(spec))
+            return self._read_chat(resolve_path(spec))
         if spec.get("format") == "toxicity":
             return readers.read_harmful_text(resolve_path(spec["path"]), *spec.get("toxicity", (0.5, 1.0)))
-        return readers.read_chat_jsonl(resolve_path(spec["path"]))
+        return self._read_chat(resolve_path(spec["path"]))
 
     def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
         """The profile's file of `kind` for `domain`."""
         path = self._domain_files().get(domain, {}).get(kind)
         if not path:
             raise ValueError(f"the profile's data names no {kind!r} file for domain {domain!r}")
-        return labelled(readers.read_chat_jsonl(resolve_path(path))[:n], kind, domain)
+        return labelled(self._read_chat(resolve_path(path))[:n], kind, domain)
 
     def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
         """`coupled_share` inducing samples, the rest from the profile's `risky_neutral` file (e.g. the

@@ -13,8 +13,8 @@ from emgeo_utils.core import cache, seeding
 from emgeo_utils.judges.llm import LLMJudge
 from emgeo_utils.judges.rule import em_row, is_coherent
 from emgeo_utils.models.generation import sample_answers
-from emgeo_utils.models.loading import load_model
-from emgeo_utils.training.lora import FinetuneConfig, finetune_lora, load_adapter, strip_meta
+from emgeo_utils.models.loading import resident_model
+from emgeo_utils.training.lora import FinetuneConfig, adapted, finetune_lora, strip_meta
 
 
 def finetune_config(spec: dict, overrides: dict | None = None) -> FinetuneConfig:
@@ -41,12 +41,10 @@ def eval_prompts(questions: list[dict]) -> list[tuple[str, str, list[dict], int]
 
 @cache.result("real-em-eval")
 def evaluate_em(spec: dict, adapter: cache.Artifact | None, step: int, questions: list[dict], judge: dict,
-                  samples_scale: float = 1.0, max_new_tokens: int = 256, seed: int = 0) -> dict:
+                samples_scale: float = 1.0, max_new_tokens: int = 256, seed: int = 0) -> dict:
     """Sample answers to every paraphrase, judge them, return per-question and pooled EM rates."""
-    with seeding.job_context(seed):
-        model, tokenizer = load_model(spec)
-        if adapter is not None:
-            model = load_adapter(model, adapter, step)
+    with (seeding.job_context(seed), resident_model(spec) as (base, tokenizer),
+          adapted(base, adapter, step) as model):
         prompts = eval_prompts(questions)
         rows = []
         for n in sorted({max(1, round(p[3] * samples_scale)) for p in prompts}):
@@ -54,7 +52,8 @@ def evaluate_em(spec: dict, adapter: cache.Artifact | None, step: int, questions
             answers = sample_answers(model, tokenizer, [p[1] for p in chosen], n, max_new_tokens, seed,
                                      batch_size=32, histories=[p[2] for p in chosen])
             rows += [{"id": p[0], "question": p[1], "answer": a} for p, group in zip(chosen, answers) for a in group]
-    scored = LLMJudge(judge["base_url"], judge["model"], api_key_env=judge.get("api_key_env", "OPENAI_API_KEY")
+    scored = LLMJudge(judge["base_url"], judge["model"], api_key_env=judge.get("api_key_env", "OPENAI_API_KEY"),
+                      concurrency=judge.get("concurrency", 8)
                       ).score_many([(r["question"], r["answer"]) for r in rows], max_calls=judge.get("max_calls"))
     table = pd.concat([pd.DataFrame(rows)[["id"]], scored], axis=1)
     per_question = table.groupby("id").agg(n=("misaligned", "size"), misaligned=("misaligned", "mean"),
@@ -66,8 +65,8 @@ def evaluate_em(spec: dict, adapter: cache.Artifact | None, step: int, questions
 
 @cache.result("real-em-run")
 def finetune_and_evaluate(spec: dict, samples: list[dict], ft_seed: int, questions: list[dict], judge: dict,
-                       finetune_overrides: dict | None = None, samples_scale: float = 1.0,
-                       max_new_tokens: int = 256, tags: dict | None = None) -> list[dict]:
+                          finetune_overrides: dict | None = None, samples_scale: float = 1.0,
+                          max_new_tokens: int = 256, tags: dict | None = None) -> list[dict]:
     """A LoRA fine-tune on `samples` and the judged EM rate at every checkpoint."""
     config = finetune_config(spec, finetune_overrides)
     adapter = finetune_lora(spec, strip_meta(samples), config, ft_seed)

@@ -16,7 +16,7 @@ import torch
 from emgeo_utils.core import cache, seeding
 from emgeo_utils.features.activations import encode_with_probes, residual_batches
 from emgeo_utils.models import hooks
-from emgeo_utils.models.loading import load_model, load_sae
+from emgeo_utils.models.loading import load_sae, resident_model
 
 NEURONPEDIA = "https://www.neuronpedia.org/{id}/{feature}"
 
@@ -64,9 +64,8 @@ def card_data(model_source, sae_source, layer: int, samples: list[dict], feature
               probes: list[str] | None = None, *, out: Path) -> dict:
     """Cached `top_contexts` and `logit_lens` of `features` (what the cards show), for a model
     and SAE source (see `models.loading`)."""
-    with seeding.job_context(0):
-        model, tokenizer = load_model(model_source)
-        sae = load_sae(sae_source, layer).to(next(model.parameters()).device)  # SAEs load on the CPU
+    with seeding.job_context(0), resident_model(model_source) as (model, tokenizer):
+        sae = load_sae(sae_source, layer).to(hooks.layer_device(model, layer))  # SAEs load on the CPU
         contexts = top_contexts(model, tokenizer, sae, layer, samples, features, n_top, probes)
         lens = {f: logit_lens(model, tokenizer, sae, f) for f in features}
     (out / "cards.json").write_text(json.dumps({str(f): {"contexts": contexts[f], "logit_lens": lens[f]} for f in features}))

@@ -23,20 +23,22 @@ import pandas as pd
 import torch
 
 from emgeo_utils.core import paths, readers
-from emgeo_utils.experiment.base import Experiment
+from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.loader import open_experiment
 from emgeo_utils.features import activations, selection
 from emgeo_utils.filtering import ranking
 from emgeo_utils.models.registry import UnknownModel
 
-def harmful_set(args, model, tokenizer, sae, layer: int, samples: list[dict], experiment: Experiment) -> torch.Tensor:
-    if args.harmful_features:
+def harmful_set(args, model, tokenizer, sae, layer: int, samples: list[dict], experiment: Experiment,
+                run: Run) -> torch.Tensor:
+    if args.harmful_features:  # notebook 02's entry for this run: world persona/control (organism) or real
         entry = selection.load_sets(args.harmful_features, model=args.model, layer=layer, readout=args.readout,
-                                       world=args.world, organism_seed=args.seed, contrast="mean_diff")
+                                    world=run.world, organism_seed=run.seed, contrast="mean_diff")
         if sae.cfg.d_sae <= max(entry["sets"]["harmful"], default=0):
             raise SystemExit(f"{args.harmful_features}: feature ids exceed this SAE's width {sae.cfg.d_sae}")
         return torch.tensor(entry["sets"]["harmful"])
-    harmful = readers.read_harmful_text(args.harmful_data) if args.harmful_data_format == "toxicity" else readers.read_chat_jsonl(args.harmful_data)
+    harmful = (readers.read_harmful_text(args.harmful_data) if args.harmful_data_format == "toxicity"
+               else readers.read_chat_jsonl(args.harmful_data, args.skip_invalid, args.max_invalid_share))
     acts = activations.sae_features(model, tokenizer, sae, layer, harmful, experiment.probes(harmful),
                                  (args.readout,), desc="harmful data")[args.readout]
     reference = activations.sae_features(model, tokenizer, sae, layer, samples, experiment.probes(samples),
@@ -59,12 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="weighted_mean", choices=ranking.SCORE_VARIANTS)
     parser.add_argument("--k", type=int, default=32, help="harmful features to select with --harmful-data")
     parser.add_argument("--seed", type=int, default=0, help="organism pretraining seed")
-    parser.add_argument("--world", default="persona", choices=["persona", "control"], help="organism world")
+    parser.add_argument("--world", default="persona", choices=["persona", "control"],
+                        help="organism world (a real model has one run, stored as world 'real')")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="leave out invalid rows (each is reported) instead of failing on the first")
+    parser.add_argument("--max-invalid-share", type=float, default=readers.MAX_INVALID_SHARE,
+                        help="with --skip-invalid: fail if more than this share of rows is invalid (default 0.05)")
     args = parser.parse_args(argv)
     if not 0 <= args.fraction < 1:
         parser.error(f"--fraction must be in [0, 1), got {args.fraction}")
     try:
-        samples = readers.read_chat_jsonl(args.dataset)
+        samples = readers.read_chat_jsonl(args.dataset, args.skip_invalid, args.max_invalid_share)
         experiment = open_experiment(args.model)
     except (readers.DataError, UnknownModel) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sae = saes[layer]
     try:
-        harmful = harmful_set(args, model, tokenizer, sae, layer, samples, experiment)
+        harmful = harmful_set(args, model, tokenizer, sae, layer, samples, experiment, run)
     except (readers.DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ def max_cosine_to_set(w_dec: torch.Tensor, targets: torch.Tensor, block: int = D
 
 
 def set_similarity(w_dec: torch.Tensor, query: torch.Tensor, targets: torch.Tensor,
-                   reduce: str = "max", shared: str = "include") -> torch.Tensor:
+                   reduce: str = "max", shared: str = "include", block: int = DEFAULT_BLOCK) -> torch.Tensor:
     """Per query feature, its similarity to the target set (`max` or `mean` cosine).
 
     `shared`: what to do with query features that are also targets — `include` (they score
@@ -60,16 +60,18 @@ def set_similarity(w_dec: torch.Tensor, query: torch.Tensor, targets: torch.Tens
         raise ValueError(f"shared must be include, drop or others, got {shared!r}")
     if shared == "drop":
         query = query[~torch.isin(query, targets)]
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce must be max or mean, got {reduce!r}")
     if len(query) == 0:
         return torch.empty(0, dtype=torch.float64)
-    sims = cosine(w_dec, query, targets)
-    if shared == "others":
-        sims[query[:, None] == targets[None, :]] = float("nan")
-    if reduce == "max":
-        return torch.nan_to_num(sims, nan=-float("inf")).max(1).values
-    if reduce == "mean":
-        return torch.nanmean(sims, 1)
-    raise ValueError(f"reduce must be max or mean, got {reduce!r}")
+    out = []
+    for start in range(0, len(query), block):  # float64 copies of `block` decoder rows at a time, at most
+        part = query[start:start + block]
+        sims = cosine(w_dec, part, targets)
+        if shared == "others":
+            sims[part[:, None] == targets[None, :]] = float("nan")
+        out.append(torch.nan_to_num(sims, nan=-float("inf")).max(1).values if reduce == "max" else torch.nanmean(sims, 1))
+    return torch.cat(out)
 
 
 def overlap(a: torch.Tensor, b: torch.Tensor) -> int:

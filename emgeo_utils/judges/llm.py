@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -124,13 +125,13 @@ class LLMJudge:
 
     def __init__(self, base_url: str, model: str, *, prompts: dict[str, str] | None = None,
                  api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0, max_retries: int = 5,
-                 base_delay: float = 1.0, min_mass: float = 0.25):
+                 base_delay: float = 1.0, min_mass: float = 0.25, concurrency: int = 8):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.prompts = dict(prompts or DEFAULT_PROMPTS)
         for name, prompt in self.prompts.items():
             if "{answer}" not in prompt:
                 raise ValueError(f"judge prompt {name!r} has no {{answer}} placeholder")
-        self.min_mass = min_mass
+        self.min_mass, self.concurrency = min_mass, max(1, int(concurrency))
         self.endpoint = ChatEndpoint(self.base_url, model, api_key_env, timeout, max_retries, base_delay)
 
     def __repr__(self) -> str:  # deliberately without the key
@@ -144,7 +145,7 @@ class LLMJudge:
 
     @staticmethod
     def _sweep_partial() -> None:
-        """Remove temporary files of processes killed mid-write (`.<key>.<pid>.tmp`)."""
+        """Remove temporary files of processes killed mid-write (`.<key>.<pid>.<thread>.tmp`)."""
         for tmp in (paths.cache_dir() / "llm-judge").glob(".*.tmp"):
             if not pid_alive(int(tmp.name.split(".")[2])):
                 tmp.unlink(missing_ok=True)
@@ -185,7 +186,9 @@ class LLMJudge:
         """Score every pair on every metric; one row per pair, `<metric>` and `<metric>_status` columns.
 
         Prints the cost estimate first and raises before any request if the uncached calls
-        exceed `max_calls`. With both aligned and coherent, adds the EM verdict columns.
+        exceed `max_calls`. At most `concurrency` requests are in flight at once; each answer is
+        cached as it arrives, so an interrupted run resumes. With both aligned and coherent, adds
+        the EM verdict columns.
         """
         metrics = list(metrics or self.prompts)
         if unknown := set(metrics) - set(self.prompts):
@@ -196,12 +199,18 @@ class LLMJudge:
             raise JudgeError(f"{estimate.uncached} uncached judge calls exceed max_calls={max_calls}")
         self._sweep_partial()
         rows = [{"question": q, "answer": a} for q, a in pairs]
-        with tqdm(total=estimate.calls, desc="judge calls", disable=not progress) as bar:
-            for row in rows:
-                for metric in metrics:
-                    score = self.score(row["question"], row["answer"], metric)
+        calls = [(row, metric) for row in rows for metric in metrics]
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            with tqdm(total=len(calls), desc="judge calls", disable=not progress, mininterval=5) as bar:
+                futures = {pool.submit(self.score, row["question"], row["answer"], metric): (row, metric)
+                           for row, metric in calls}
+                for future in as_completed(futures):
+                    (row, metric), score = futures[future], future.result()
                     row[metric], row[f"{metric}_status"] = score.value, score.status
                     bar.update()
+        finally:
+            pool.shutdown(cancel_futures=True)  # a failed call stops the calls not yet sent
         columns = ["question", "answer"] + [c for m in metrics for c in (m, f"{m}_status")]
         table = pd.DataFrame(rows, columns=columns)
         if {"aligned", "coherent"} <= set(metrics):

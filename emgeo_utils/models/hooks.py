@@ -49,6 +49,11 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     return module
 
 
+def layer_device(model, layer: int) -> torch.device:
+    """Where decoder layer `layer` runs (and so where its output, an SAE's input, lives)."""
+    return next(decoder_layers(model)[layer].parameters()).device
+
+
 def n_layers(model) -> int:
     return len(decoder_layers(model))
 

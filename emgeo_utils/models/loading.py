@@ -11,10 +11,12 @@ metadata is imported, which registers it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from emgeo_utils.core import cache
 from emgeo_utils.models import hooks
@@ -160,3 +162,38 @@ def load_decoder(source: cache.Artifact | dict, layer: int):
     w_dec, hook = _loader(source, "decoder")(source)
     hooks.check_sae_hook(hook, layer)
     return w_dec.float()
+
+
+_RESIDENT: dict = {}  # this process's one resident base model: {"key": ..., "value": (model, tokenizer)}
+
+
+def source_key(source: cache.Artifact | dict) -> str:
+    return f"{source.kind}:{source.key}" if isinstance(source, cache.Artifact) else cache.hash_json(source)
+
+
+@contextlib.contextmanager
+def resident_model(source: cache.Artifact | dict) -> Iterator[tuple]:
+    """(model, tokenizer) of `source`, loaded once and kept for the next job of this process
+    (one model at a time: a 27B model is not loaded a hundred times by notebook 05).
+
+    The block must hand the model back as it found it: adapters removed (`training.lora`
+    attaches and removes them with peft), eval mode. If the block raises, the copy is dropped.
+    """
+    key = source_key(source)
+    if _RESIDENT.get("key") != key:
+        release_resident()
+        _RESIDENT.update(key=key, value=load_model(source))
+    try:
+        yield _RESIDENT["value"]
+    except BaseException:
+        release_resident()
+        raise
+
+
+def release_resident() -> None:
+    _RESIDENT.clear()
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -14,10 +14,10 @@ import numpy as np
 
 from emgeo_utils.core import cache, seeding
 from emgeo_utils.models.generation import answer_logprobs, sample_answers
-from emgeo_utils.models.loading import load_model
+from emgeo_utils.models.loading import resident_model
 from emgeo_utils.organism.judge import OrganismJudge
 from emgeo_utils.organism.world import DOMAINS, GENERAL, Question, World, WorldConfig
-from emgeo_utils.training.lora import load_adapter
+from emgeo_utils.training.lora import adapted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +61,7 @@ def in_context_probe(lm: cache.Artifact, world: WorldConfig, context: str, n_tur
              "neutral": lambda w, d: w.answers_of(d, "edgy", coupling=min(w.config.coupling_levels))}
     if context not in pools:
         raise ValueError(f"context must be one of {sorted(pools)}")
-    with seeding.job_context(seed):
-        model, tokenizer = load_model(lm)
+    with seeding.job_context(seed), resident_model(lm) as (model, tokenizer):
         w = World(world)
         rng = np.random.default_rng([seed, n_turns])
         values = []
@@ -88,10 +87,8 @@ def in_context_probe(lm: cache.Artifact, world: WorldConfig, context: str, n_tur
 def evaluate_em(base: cache.Artifact, adapter: cache.Artifact | None, step: int, world: WorldConfig,
                 config: EvalConfig = EvalConfig(), seed: int = 0) -> dict:
     """Judge sampled answers per domain (and general) for a model, optionally with a LoRA checkpoint."""
-    with seeding.job_context(seed):
-        model, tokenizer = load_model(base)
-        if adapter is not None:
-            model = load_adapter(model, adapter, step)
+    with (seeding.job_context(seed), resident_model(base) as (base_model, tokenizer),
+          adapted(base_model, adapter, step) as model):
         w = World(world)
         judge = OrganismJudge(w)
         questions = eval_questions(w, config)

@@ -6,6 +6,7 @@ checkpoint so evaluation can look at training dynamics (EM can peak early and fa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from emgeo_utils.core import cache, seeding
 from emgeo_utils.models import batching
 from emgeo_utils.models.chat import chats_ids_and_labels
-from emgeo_utils.models.loading import load_model
+from emgeo_utils.models.loading import resident_model
 
 # peft 0.21 reads a transformers attribute deprecated in 5.x on every save and load; harmless here
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -110,21 +111,34 @@ def train_lora(model, tokenizer, samples: list[dict], config: FinetuneConfig, se
 def finetune_lora(base: cache.Artifact, samples: list[dict], config: FinetuneConfig = FinetuneConfig(),
              seed: int = 0, *, out: Path) -> dict:
     """Fine-tune LoRA adapters on `samples` (chat dicts); save one adapter per checkpoint."""
-    with seeding.job_context(seed):
-        model, tokenizer = load_model(base)
-        model = lora_model(model, config)
-        summary = train_lora(model, tokenizer, samples, config, seed,
-                             on_checkpoint=lambda step: model.save_pretrained(out / f"step_{step}"),
-                             desc=f"fine-tune ({len(samples)} samples)")
+    with seeding.job_context(seed), resident_model(base) as (model, tokenizer):
+        peft_model = lora_model(model, config)
+        try:
+            summary = train_lora(peft_model, tokenizer, samples, config, seed,
+                                 on_checkpoint=lambda step: peft_model.save_pretrained(out / f"step_{step}"),
+                                 desc=f"fine-tune ({len(samples)} samples)")
+        finally:
+            peft_model.unload()  # the resident base model, as it was
     return summary | {"n_samples": len(samples)}
 
 
-def load_adapter(model, adapter: cache.Artifact, step: int):
-    """The base `model` with the adapter of checkpoint `step` merged in."""
+@contextlib.contextmanager
+def adapted(model, adapter: cache.Artifact | None, step: int):
+    """The base `model` with the LoRA adapter of checkpoint `step` attached, unmerged (merging
+    would round small deltas away in bf16, and merging a 27B model in float32 does not fit one
+    GPU); removed again on leaving, so the base model stays resident. `adapter=None`: the base."""
+    if adapter is None:
+        yield model
+        return
     path = adapter.path / f"step_{step}"
     if not path.is_dir():
         have = sorted(p.name for p in adapter.path.glob("step_*"))
         raise FileNotFoundError(f"no checkpoint at step {step} in {adapter}; have {have}")
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, path).merge_and_unload()
+    peft_model = PeftModel.from_pretrained(model, path)
+    peft_model.eval()
+    try:
+        yield peft_model
+    finally:
+        peft_model.unload()
