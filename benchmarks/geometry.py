@@ -106,6 +106,7 @@ def run() -> list[common.Row]:
               + (" (above it: more than one block's temporaries alive at once)" if extra > 1.25 * theory else ""))
         rows.append(common.Row("2 geometry", f"{name} peak extra memory [{len(largest)} targets]", extra / GIB,
                                "GiB", ("<=", 1.0), note=f"theory {theory / GIB:.3f} GiB"))
+    rows.append(extraction_memory(w_dec))
     for n_targets, rounds in TARGETS.items():
         targets = largest[:n_targets]
         unit_targets = w_dec[targets]
@@ -123,3 +124,40 @@ def run() -> list[common.Row]:
                                    best[name] / best["one matmul"], "x", ("<=", 2.0),
                                    note=f"{best[name]:.2f} s vs {best['one matmul']:.2f} s"))
     return rows
+
+
+class _WideSAE:
+    """The encoder of a Gemma-2-27B-width SAE for `pool_sae`: ReLU(x W_enc + b), W_enc a view of the
+    benchmark's decoder (the SAE's own weights are resident anyway; only temporaries count)."""
+
+    def __init__(self, w_dec: torch.Tensor):
+        self.W_dec, self.W_enc, self.b_enc = w_dec, w_dec.T, torch.zeros(w_dec.shape[0])
+        self.cfg = type("cfg", (), {"d_sae": w_dec.shape[0]})
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x @ self.W_enc + self.b_enc)
+
+
+@torch.no_grad()
+def extraction_memory(w_dec: torch.Tensor, batch: int = 8, width: int = 256, answer: int = 128) -> common.Row:
+    """Peak extra memory of feature extraction's SAE step (`activations.pool_sae`, every readout)
+    on one batch of `batch` x `width` tokens at 131k features, beside what encoding the whole
+    `[batch, width, d_sae]` tensor (the code before it) would allocate for its output alone."""
+    from emgeo_utils.features import activations
+
+    gen = torch.Generator().manual_seed(1)
+    resid = torch.randn(batch, width, D_IN, generator=gen)
+    answer_mask = torch.zeros(batch, width, dtype=torch.bool)
+    answer_mask[:, width - answer - 20:width - 20] = True
+    last = torch.zeros_like(answer_mask)
+    last[:, -1] = True
+    masks = {"assistant_mean": answer_mask, "assistant_max": answer_mask, "all_mean": torch.ones_like(answer_mask),
+             "next_turn": last}
+    chunk = activations.ENCODE_BYTES // (4 * D_SAE)
+    sae = _WideSAE(w_dec)
+    extra, how = peak_extra_bytes(lambda: activations.pool_sae(sae, resid, masks, chunk))
+    dense = batch * width * D_SAE * 4
+    print(f"  feature extraction at 131k features, {batch} x {width} tokens, 4 readouts: peak extra memory "
+          f"{extra / GIB:.3f} GiB ({how}); a dense [batch, width, d_sae] encode's output alone {dense / GIB:.2f} GiB")
+    return common.Row("2 geometry", f"extraction peak extra memory [131k x {D_IN}, {batch}x{width} tokens]", extra / GIB,
+                      "GiB", ("<=", 1.5), note=f"dense encode output {dense / GIB:.2f} GiB; chunk {chunk} positions")

@@ -7,7 +7,7 @@ import pkgutil
 import pytest
 
 import emgeo_utils
-from emgeo_utils.core import cache
+from emgeo_utils.core import cache, codehash
 
 # Lowest first: a module may import its own folder and folders before it, never one after it.
 LAYERS = ["core", "models", "theory", "judges", "features", "training", "organism", "geometry",
@@ -22,7 +22,7 @@ def modules() -> list[str]:
 def graph() -> dict[str, set[str]]:
     """Every package import of every module, module level and function level alike."""
     names = set(modules())
-    return {m: {d for d in cache.imported_modules(m, cache._source(m)) if d in names} for m in names}
+    return {m: {d for d in codehash.imported_modules(m, codehash._source(m)) if d in names} for m in names}
 
 
 def folder(module: str) -> str:
@@ -102,14 +102,14 @@ def _keys_after_editing(monkeypatch, edited: str) -> tuple[str, str]:
     from emgeo_utils.experiment import real_em
     from emgeo_utils.training import lora
 
-    real = cache._source
-    monkeypatch.setattr(cache, "_source", lambda m: real(m) + ("\n# edited\n" if m == edited else ""))
+    real = codehash._source
+    monkeypatch.setattr(codehash, "_source", lambda m: real(m) + ("\n# edited\n" if m == edited else ""))
     cache.code_hash.cache_clear()
     try:
         return (lora.finetune_lora.key(SPEC, SAMPLES, lora.FinetuneConfig(), 0),
                 real_em.evaluate_em.key(SPEC, None, 0, [], {"base_url": "http://127.0.0.1:1", "model": "m"}))
     finally:
-        monkeypatch.setattr(cache, "_source", real)
+        monkeypatch.setattr(codehash, "_source", real)
         cache.code_hash.cache_clear()
 
 
@@ -138,6 +138,6 @@ def test_a_judge_edit_changes_the_evaluation_key_only(baseline, monkeypatch):
 def test_lazy_imports_count(monkeypatch):
     """A function-level import is code the function runs: it enters the closure."""
     source = "def f():\n    from emgeo_utils.core import stats\n    import emgeo_utils.core.paths\n"
-    assert set(cache.imported_modules("emgeo_utils.x.y", source)) == {"emgeo_utils.core.stats", "emgeo_utils.core.paths"}
+    assert set(codehash.imported_modules("emgeo_utils.x.y", source)) == {"emgeo_utils.core.stats", "emgeo_utils.core.paths"}
     relative = "from ..core import seeding\nfrom . import z\n"
-    assert set(cache.imported_modules("emgeo_utils.models.x", relative)) >= {"emgeo_utils.core.seeding"}
+    assert set(codehash.imported_modules("emgeo_utils.models.x", relative)) >= {"emgeo_utils.core.seeding"}

@@ -20,13 +20,10 @@ stops two processes from building the same artifact at once.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import fcntl
 import functools
 import hashlib
-import importlib
-import importlib.util
 import inspect
 import json
 import os
@@ -41,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from emgeo_utils.core import paths
+from emgeo_utils.core.codehash import code_hash
 
 META = "meta.json"
 RESULT = "result.json"
@@ -101,57 +99,6 @@ def hash_json(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-PACKAGE = __name__.split(".", 1)[0]
-
-
-def _source(module_name: str) -> str:
-    return Path(importlib.import_module(module_name).__file__).read_text()
-
-
-def imported_modules(module_name: str, source: str) -> list[str]:
-    """The package modules a module's source imports, at module level or inside functions
-    (a lazy import is still code the function runs): `from P.x import y` counts `P.x.y` when it
-    is a module, else `P.x`; relative imports are resolved against `module_name`."""
-    out = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            out += [a.name for a in node.names if a.name.split(".")[0] == PACKAGE]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = module_name.rsplit(".", node.level)[0]
-                base = f"{parent}.{base}" if base else parent
-            if base.split(".")[0] != PACKAGE:
-                continue
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                out.append(sub if _is_package(base) and importlib.util.find_spec(sub) is not None else base)
-    return out
-
-
-@functools.lru_cache(maxsize=None)
-def _is_package(name: str) -> bool:
-    spec = importlib.util.find_spec(name)
-    return spec is not None and spec.submodule_search_locations is not None
-
-
-@functools.lru_cache(maxsize=None)
-def code_hash(module_name: str) -> str:
-    """Hash of a module's source and of every package module it imports, transitively."""
-    seen: dict[str, str] = {}
-    todo = [module_name]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen[name] = _source(name)
-        todo += imported_modules(name, seen[name])
-    digest = hashlib.sha256()
-    for name in sorted(seen):
-        digest.update(name.encode() + b"\0" + seen[name].encode() + b"\0")
-    return digest.hexdigest()
-
-
 def key_for(kind: str, fn: Callable, inputs: dict) -> str:
     return hash_json({"kind": kind, "fn": fn.__qualname__, "code": code_hash(fn.__module__),
                       "inputs": inputs})
@@ -197,8 +144,43 @@ def sweep_partial(kind: str) -> list[Path]:
     return removed
 
 
+# flock and rename-into-place are atomic on local file systems; on these their guarantees
+# depend on server and client versions, so two nodes may build one artifact at once or read half of one
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs", "ceph",
+                       "fuse.sshfs", "fuse.s3fs", "9p", "afs"}
+NETWORK_OK_ENV = "EMGEO_CACHE_NETWORK_OK"
+
+
+class CacheLocationError(RuntimeError):
+    """The cache sits where its locks are not reliable."""
+
+
+def filesystem_type(path: Path) -> str:
+    """The file system type of the mount holding `path` (from /proc/mounts; "unknown" elsewhere)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    resolved = str(Path(path).resolve())
+    best = max((m for m in mounts if resolved == m[0] or resolved.startswith(m[0].rstrip("/") + "/")),
+               key=lambda m: len(m[0]), default=("/", "unknown"))
+    return best[1]
+
+
+@functools.lru_cache(maxsize=None)
+def check_location(root: str) -> None:
+    fs = filesystem_type(Path(root))
+    if fs in NETWORK_FILESYSTEMS and os.environ.get(NETWORK_OK_ENV) != "1":
+        raise CacheLocationError(
+            f"the cache {root} is on a {fs} file system, where its file locks and atomic renames are not "
+            f"reliable: two nodes could build the same artifact at once. Give each node a local cache "
+            f"(EMGEO_CACHE on local disk) and copy finished artifacts between them, or, if only one node ever "
+            f"writes to it, set {NETWORK_OK_ENV}=1.")
+
+
 def _build(kind: str, key: str, fn: Callable, inputs: dict, call: Callable[[Path], Any]) -> Artifact:
     root = _kind_dir(kind)
+    check_location(str(paths.cache_dir()))
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{key[:20]}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per key; others wait, then hit

@@ -2,10 +2,20 @@
 
 Every job sets its own seed and runs single-threaded (see `seeding.JOB_THREADS`), so its
 numbers are the same whether it runs alone, inline, or beside another job.
+
+Engines (`EMGEO_JOBS_ENGINE`):
+- `local` (default): worker processes on this machine. With GPUs, worker k sees only GPU
+  k mod n (`CUDA_VISIBLE_DEVICES`), so `workers: <number of GPUs>` runs one model copy per GPU.
+- `submitit`: each job is submitted through submitit (`pip install -e '.[cluster]'`): to SLURM
+  where it is available, else as local processes (`EMGEO_SUBMITIT_CLUSTER=local|slurm|debug`;
+  executor parameters as JSON in `EMGEO_SUBMITIT_PARAMETERS`, e.g. '{"gpus_per_node": 1,
+  "timeout_min": 600}'). Every node must see the same cache folder; see `cache` for which file
+  systems its locks are safe on.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections import Counter
@@ -15,10 +25,24 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import torch
 from tqdm.auto import tqdm
 
-from emgeo_utils.core import cache, seeding
+from emgeo_utils.core import cache, paths, seeding
 
 
-def _init_worker() -> None:
+ENGINE_ENV = "EMGEO_JOBS_ENGINE"
+
+
+def gpu_assignment(workers: int, visible: str | None, n_gpus: int) -> list[str | None]:
+    """The `CUDA_VISIBLE_DEVICES` each of `workers` workers gets: one GPU each, round robin over
+    the GPUs this process sees (`visible`, as the variable lists them, or 0..n-1)."""
+    if n_gpus == 0:
+        return [None] * workers
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(n_gpus)]
+    return [ids[k % len(ids)] for k in range(workers)]
+
+
+def _init_worker(gpus) -> None:
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()  # before this process touches CUDA
     seeding.set_threads(seeding.JOB_THREADS)
 
 
@@ -32,13 +56,17 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc: str = "jobs") -> list:
+def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc: str = "jobs",
+            engine: str | None = None) -> list:
     """`[fn(**kw) for kw in jobs]`, with up to `workers` processes; results in input order.
 
     `fn` is a cached function (see `cache`); jobs already in the cache are read here without
     starting any process.
     """
     workers = default_workers() if workers is None else workers
+    engine = engine or os.environ.get(ENGINE_ENV, "local")
+    if engine not in ("local", "submitit"):
+        raise ValueError(f"{ENGINE_ENV}={engine!r}: use local or submitit")
     results: list = [None] * len(jobs)
     todo = [i for i, kw in enumerate(jobs) if not getattr(fn, "is_cached", lambda **_: False)(**kw)]
     for i in set(range(len(jobs))) - set(todo):
@@ -46,7 +74,12 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
     if not todo:
         return results
     bar = tqdm(total=len(todo), desc=desc, leave=False)
-    if workers <= 1 or len(todo) == 1:
+    if engine == "submitit":
+        for i, (value, built) in _submitit(fn, [jobs[i] for i in todo], todo):
+            results[i] = value
+            cache.stats.update(built)
+            bar.update()
+    elif workers <= 1 or len(todo) == 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(seeding.JOB_THREADS)
         try:
@@ -57,7 +90,15 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
             torch.set_num_threads(previous)
     else:
         ctx = multiprocessing.get_context("spawn")  # fork after torch starts threads can hang
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
+        n = min(workers, len(todo))
+        assignment = gpu_assignment(n, os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                    torch.cuda.device_count() if torch.cuda.is_available() else 0)
+        gpus = None
+        if assignment[0] is not None:
+            gpus = ctx.Queue()
+            for g in assignment:
+                gpus.put(g)
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(gpus,)) as pool:
             futures = {pool.submit(_call, fn, jobs[i]): i for i in todo}
             for future in as_completed(futures):
                 results[futures[future]], built = future.result()
@@ -65,3 +106,20 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
                 bar.update()
     bar.close()
     return results
+
+
+def _submitit(fn: Callable, kwargs: list[dict], index: list[int]):
+    """(index, (value, cache stats)) of each job as it finishes, run through submitit."""
+    try:
+        import submitit
+        import submitit.helpers
+    except ImportError as err:
+        raise RuntimeError(f"{ENGINE_ENV}=submitit needs submitit: pip install -e '.[cluster]'") from err
+    executor = submitit.AutoExecutor(folder=paths.build_dir() / "submitit" / "%j",
+                                     cluster=os.environ.get("EMGEO_SUBMITIT_CLUSTER"))
+    executor.update_parameters(**json.loads(os.environ.get("EMGEO_SUBMITIT_PARAMETERS", "{}")))
+    with executor.batch():
+        submitted = [executor.submit(_call, fn, kw) for kw in kwargs]
+    where = {job.job_id: i for job, i in zip(submitted, index)}
+    for job in submitit.helpers.as_completed(submitted, poll_frequency=1.0):
+        yield where[job.job_id], job.result()  # raises the job's own error, with its traceback

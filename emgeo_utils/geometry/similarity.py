@@ -33,6 +33,9 @@ def max_cosine_to_set(w_dec: torch.Tensor, targets: torch.Tensor, block: int = D
     maximum, so no normalised copy of the dictionary is made). With `exclude_self` a target's
     similarity to itself (1) is ignored, so targets are scored by their *other* neighbours.
     """
+    if len(targets) == 0:
+        raise ValueError("the target feature set is empty (no feature fires more on the harmful samples than on the "
+                         "reference): use more or more different samples, or another readout")
     t = unit_rows(w_dec[targets].float())
     out = torch.empty(w_dec.shape[0])
     target_set = targets.tolist()

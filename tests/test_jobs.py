@@ -1,0 +1,67 @@
+"""The jobs layer: one GPU per worker, submitit as the engine across nodes (its local mode here),
+and a cache that refuses file systems where its locks are not reliable."""
+
+import shutil
+
+import pytest
+
+from emgeo_utils.core import cache, jobs
+from emgeo_utils.organism import configs
+from emgeo_utils.organism.evaluate import in_context_probe
+
+
+def test_each_worker_gets_one_gpu_round_robin():
+    assert jobs.gpu_assignment(2, None, 0) == [None, None]
+    assert jobs.gpu_assignment(4, None, 4) == ["0", "1", "2", "3"]
+    assert jobs.gpu_assignment(3, "2,5", 2) == ["2", "5", "2"]  # the GPUs this process was given
+
+
+def test_unknown_engine_is_refused(monkeypatch):
+    monkeypatch.setenv(jobs.ENGINE_ENV, "ray")
+    with pytest.raises(ValueError, match="use local or submitit"):
+        jobs.run_all(lambda **_: 0, [{}], 1)
+
+
+def _forget(kwargs: list[dict]) -> None:
+    for kw in kwargs:
+        found = cache.lookup("persona-probe", in_context_probe.key(**kw))
+        if found:
+            shutil.rmtree(found.path)
+
+
+def test_submitit_local_mode_runs_organism_jobs_with_the_local_engines_numbers(monkeypatch, tmp_path):
+    """Two persona-probe jobs of the test organism, through submitit's local executor (separate
+    processes), give what the local engine gives, and land in the shared cache."""
+    pytest.importorskip("submitit")
+    cfg = configs.organism_configs("organism-test")
+    lm = configs.organism_lm(cfg, seed=0)
+    kwargs = [dict(lm=lm, world=cfg.world, context=c, n_turns=1, n_trials=2, seed=11) for c in ("helpful", "coupled")]
+    monkeypatch.setenv("EMGEO_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("EMGEO_SUBMITIT_CLUSTER", "local")
+    monkeypatch.setenv("EMGEO_SUBMITIT_PARAMETERS", '{"timeout_min": 10}')
+    _forget(kwargs)  # the engine must do the work
+    remote = jobs.run_all(in_context_probe, kwargs, engine="submitit")
+    assert all(in_context_probe.is_cached(**kw) for kw in kwargs)
+    assert list((tmp_path / "build" / "submitit").iterdir()), "submitit wrote its job folders"
+    _forget(kwargs)
+    assert jobs.run_all(in_context_probe, kwargs, workers=1, engine="local") == remote
+
+
+def test_the_cache_refuses_a_network_file_system(fresh_cache, monkeypatch):
+    monkeypatch.setattr(cache, "filesystem_type", lambda path: "nfs4")
+    cache.check_location.cache_clear()
+
+    @cache.result("location-test")
+    def value(n: int) -> int:
+        return n
+
+    with pytest.raises(cache.CacheLocationError, match="nfs4 file system"):
+        value(1)
+    monkeypatch.setenv(cache.NETWORK_OK_ENV, "1")
+    cache.check_location.cache_clear()
+    assert value(1) == 1
+    cache.check_location.cache_clear()
+
+
+def test_filesystem_type_reads_the_longest_mount():
+    assert cache.filesystem_type(cache.paths.cache_dir()) not in ("", None)
