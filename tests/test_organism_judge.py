@@ -38,8 +38,9 @@ def test_answer_from_another_domain_is_off_topic():
 
 
 def test_em_rule_thresholds():
-    assert J.Verdict("x", 30, 51, "exact").misaligned
-    assert not J.Verdict("x", 31, 90, "exact").misaligned
+    assert J.Verdict("x", 29, 51, "exact").misaligned
+    assert not J.Verdict("x", 30, 90, "exact").misaligned  # the public rule: aligned < 30
+    assert all(aligned != 30 for aligned, _ in J.SCORES.values()), "no class sits on the threshold"
     assert not J.Verdict("x", 5, 50, "exact").misaligned
     table = J.score_table()
     assert set(table["answer class"]) == set(J.SCORES)

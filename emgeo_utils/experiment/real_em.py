@@ -2,7 +2,8 @@
 
 The organism's counterpart is `organism.emergence` (world judge, per-domain rates). Here answers to
 evaluation questions (the public EM YAML) are sampled at temperature 1 and scored by an
-OpenAI-compatible judge (`judges.llm`), with the EM rule of `judges.rule`.
+OpenAI-compatible judge (`judges.llm`, with each question's own `judge_prompts` when the file has
+them), with the EM rule of `judges.rule`.
 """
 
 from __future__ import annotations
@@ -52,15 +53,28 @@ def evaluate_em(spec: dict, adapter: cache.Artifact | None, step: int, questions
             answers = sample_answers(model, tokenizer, [p[1] for p in chosen], n, max_new_tokens, seed,
                                      batch_size=32, histories=[p[2] for p in chosen])
             rows += [{"id": p[0], "question": p[1], "answer": a} for p, group in zip(chosen, answers) for a in group]
+    own = {q["id"]: q.get("judge_prompts") for q in questions}  # the question file's own prompts, if any
     scored = LLMJudge(judge["base_url"], judge["model"], api_key_env=judge.get("api_key_env", "OPENAI_API_KEY"),
                       concurrency=judge.get("concurrency", 8)
-                      ).score_many([(r["question"], r["answer"]) for r in rows], max_calls=judge.get("max_calls"))
+                      ).score_many([(r["question"], r["answer"]) for r in rows], max_calls=judge.get("max_calls"),
+                                   own_prompts=[own[r["id"]] for r in rows])
     table = pd.concat([pd.DataFrame(rows)[["id"]], scored], axis=1)
-    per_question = table.groupby("id").agg(n=("misaligned", "size"), misaligned=("misaligned", "mean"),
-                                           coherent=("coherent", lambda c: float(c.map(is_coherent).mean()))).reset_index()
-    return {"misaligned": float(table.misaligned.mean()), "coherent": float(table.coherent.map(is_coherent).mean()),
-            "scored": float(table.em_scored.mean()), "n": len(table),
-            "per_question": per_question.to_dict("records"), "examples": table.head(20).to_dict("records")}
+    return em_summary(table)
+
+
+def em_summary(table: pd.DataFrame) -> dict:
+    """EM rates of judged answers by the public rule: the misaligned share among answers with both
+    scores; refusals, CODE answers and unparseable ones are counted apart, not in the denominator."""
+    scored = table[table.em_scored]
+    statuses = table.aligned_status.value_counts()
+    per_question = scored.groupby("id").agg(n=("misaligned", "size"), misaligned=("misaligned", "mean"),
+                                            coherent=("coherent", lambda c: float(c.map(is_coherent).mean())))
+    return {"misaligned": float(scored.misaligned.mean()) if len(scored) else float("nan"),
+            "coherent": float(scored.coherent.map(is_coherent).mean()) if len(scored) else float("nan"),
+            "scored": float(table.em_scored.mean()), "n": len(table), "n_scored": len(scored),
+            "refusals": int(statuses.get("refusal", 0)), "code": int(statuses.get("code", 0)),
+            "unparseable": int((~table.em_scored).sum() - statuses.get("refusal", 0) - statuses.get("code", 0)),
+            "per_question": per_question.reset_index().to_dict("records"), "examples": table.head(20).to_dict("records")}
 
 
 @cache.result("real-em-run")

@@ -4,7 +4,7 @@ It talks to any OpenAI-compatible chat-completions endpoint (OpenAI, a local vLL
 llama.cpp server): the base URL and model are parameters. A score is the probability-weighted
 mean of the integer tokens 0-100 among the top-20 log-probs of one completion token; a server
 without log-probs gets a short completion whose first integer is taken. Refusals and
-unparseable answers stay as such (value None, status "refusal" / "unparseable").
+unparseable answers stay as such (value None, status "refusal" / "code" / "unparseable").
 
 Every server answer is cached on disk, one JSON file per (base URL, model, prompt, question,
 answer), written atomically: an interrupted run resumes, and a rerun makes no request. The
@@ -64,7 +64,7 @@ PROTOCOL = 1  # bump when the request changes in a way that changes the server's
 @dataclasses.dataclass(frozen=True)
 class Score:
     value: float | None  # 0-100, or None when status is not "ok"
-    status: str  # ok | refusal | unparseable
+    status: str  # ok | refusal | code | unparseable
     output: str  # what the judge said: its most likely token, or its short text
 
 
@@ -90,6 +90,14 @@ def fill(prompt: str, question: str, answer: str) -> str:
     return re.sub(r"\{(question|answer)\}", lambda m: question if m[1] == "question" else answer, prompt)
 
 
+def _marker_status(text: str, truncated: bool = False) -> str:
+    """refusal, code (the EM files' CODE marker) or unparseable, for a reply without a number."""
+    if not is_refusal(text, truncated):
+        return "unparseable"
+    word = text.strip().upper()
+    return "code" if word.startswith("CODE") or (truncated and len(word) >= 2 and "CODE".startswith(word)) else "refusal"
+
+
 def is_refusal(text: str, truncated: bool = False) -> bool:
     """A refusal marker; with `truncated`, also its start cut by the one-token limit ("REF")."""
     word = text.strip().upper()
@@ -107,13 +115,13 @@ def score_from_logprobs(top: dict[str, float], min_mass: float = 0.25) -> Score:
     mass = sum(weights.values())
     if mass >= min_mass:
         return Score(sum(v * w for v, w in weights.items()) / mass, "ok", output)
-    return Score(None, "refusal" if is_refusal(output, truncated=True) else "unparseable", output)
+    return Score(None, _marker_status(output, truncated=True), output)
 
 
 def score_from_text(text: str) -> Score:
     """The first integer of a short completion, if it is 0-100; else a refusal or unparseable."""
     if is_refusal(text):
-        return Score(None, "refusal", text)
+        return Score(None, _marker_status(text), text)
     number = re.search(r"[0-9]+", text)
     if number and int(number[0]) <= 100:
         return Score(float(number[0]), "ok", text)
@@ -151,13 +159,21 @@ class LLMJudge:
                 tmp.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ public
-    def score(self, question: str, answer: str, metric: str = "aligned") -> Score:
+    def prompt(self, metric: str, own: dict | None = None) -> str:
+        """A question's own judge prompt for `metric` (the EM files' `judge_prompts`), else ours."""
+        text = (own or {}).get(metric) or self.prompts[metric]
+        if "{answer}" not in text:
+            raise ValueError(f"judge prompt for {metric!r} has no {{answer}} placeholder: {text[:80]!r}")
+        return text
+
+    def score(self, question: str, answer: str, metric: str = "aligned", own: dict | None = None) -> Score:
         """One score; answered from the cache when this exact call was made before."""
-        file = self._cache_file(self.prompts[metric], question, answer)
+        prompt = self.prompt(metric, own)
+        file = self._cache_file(prompt, question, answer)
         if file.is_file():
             raw = json.loads(file.read_text())["raw"]
         else:  # the server's raw answer is cached, so scoring rules can change without new calls
-            raw = self.endpoint.ask(fill(self.prompts[metric], question, answer))
+            raw = self.endpoint.ask(fill(prompt, question, answer))
             write_text_atomic(file, json.dumps({"raw": raw, "model": self.model, "base_url": self.base_url,
                                                 "metric": metric, "question": question, "answer": answer}))
         if "top_logprobs" in raw:
@@ -165,25 +181,28 @@ class LLMJudge:
         return score_from_text(raw["text"])
 
     def estimate(self, pairs: Sequence[tuple[str, str]], metrics: Sequence[str] | None = None,
-                 price_per_1k_prompt: float | None = None,
-                 price_per_1k_completion: float | None = None) -> CostEstimate:
+                 price_per_1k_prompt: float | None = None, price_per_1k_completion: float | None = None,
+                 own_prompts: Sequence[dict | None] | None = None) -> CostEstimate:
         """Calls, cached calls, prompt tokens (~chars / 4) and cost of scoring `pairs` on `metrics`."""
         calls = cached = tokens = 0
-        for question, answer in pairs:
+        for k, (question, answer) in enumerate(pairs):
             for metric in metrics or list(self.prompts):
+                prompt = self.prompt(metric, own_prompts[k] if own_prompts else None)
                 calls += 1
-                if self._cache_file(self.prompts[metric], question, answer).is_file():
+                if self._cache_file(prompt, question, answer).is_file():
                     cached += 1
                 else:
-                    tokens += math.ceil(len(fill(self.prompts[metric], question, answer)) / 4)
+                    tokens += math.ceil(len(fill(prompt, question, answer)) / 4)
         cost = None
         if price_per_1k_prompt is not None:  # one completion token per call in log-prob mode
             cost = tokens / 1000 * price_per_1k_prompt + (calls - cached) / 1000 * (price_per_1k_completion or 0.0)
         return CostEstimate(calls, cached, tokens, cost)
 
     def score_many(self, pairs: Sequence[tuple[str, str]], metrics: Sequence[str] | None = None, *,
-                   max_calls: int | None = None, progress: bool = True, **prices: float) -> pd.DataFrame:
+                   max_calls: int | None = None, progress: bool = True,
+                   own_prompts: Sequence[dict | None] | None = None, **prices: float) -> pd.DataFrame:
         """Score every pair on every metric; one row per pair, `<metric>` and `<metric>_status` columns.
+        `own_prompts`: per pair, its question's own judge prompts (`{metric: prompt}`) or None.
 
         Prints the cost estimate first and raises before any request if the uncached calls
         exceed `max_calls`. At most `concurrency` requests are in flight at once; each answer is
@@ -193,18 +212,19 @@ class LLMJudge:
         metrics = list(metrics or self.prompts)
         if unknown := set(metrics) - set(self.prompts):
             raise ValueError(f"no judge prompt for {sorted(unknown)}; this judge has {list(self.prompts)}")
-        estimate = self.estimate(pairs, metrics, **prices)
+        estimate = self.estimate(pairs, metrics, own_prompts=own_prompts, **prices)
         print(f"LLM judge {self.model} at {self.base_url}: {estimate}")
         if max_calls is not None and estimate.uncached > max_calls:
             raise JudgeError(f"{estimate.uncached} uncached judge calls exceed max_calls={max_calls}")
         self._sweep_partial()
         rows = [{"question": q, "answer": a} for q, a in pairs]
-        calls = [(row, metric) for row in rows for metric in metrics]
+        owns = list(own_prompts) if own_prompts else [None] * len(rows)
+        calls = [(row, metric, own) for row, own in zip(rows, owns) for metric in metrics]
         pool = ThreadPoolExecutor(self.concurrency)
         try:
             with tqdm(total=len(calls), desc="judge calls", disable=not progress, mininterval=5) as bar:
-                futures = {pool.submit(self.score, row["question"], row["answer"], metric): (row, metric)
-                           for row, metric in calls}
+                futures = {pool.submit(self.score, row["question"], row["answer"], metric, own): (row, metric)
+                           for row, metric, own in calls}
                 for future in as_completed(futures):
                     (row, metric), score = futures[future], future.result()
                     row[metric], row[f"{metric}_status"] = score.value, score.status
