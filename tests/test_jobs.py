@@ -65,3 +65,15 @@ def test_the_cache_refuses_a_network_file_system(fresh_cache, monkeypatch):
 
 def test_filesystem_type_reads_the_longest_mount():
     assert cache.filesystem_type(cache.paths.cache_dir()) not in ("", None)
+
+
+def test_side_by_side_jobs_print_one_line_each_with_a_count(capsys, fresh_cache):
+    from emgeo_utils.theory import toy
+
+    import dataclasses
+
+    config = dataclasses.asdict(toy.ToyConfig(n_features=6, dim=3, steps=20, batch=16))
+    kwargs = [dict(config=config, seed=s) for s in (1, 2)]
+    jobs.run_all(toy.train_toy, kwargs, workers=2, desc="toys")
+    out = capsys.readouterr().out
+    assert "toys: 1/2 done" in out and "toys: 2/2 done" in out and "about" in out

@@ -15,15 +15,16 @@ Engines (`EMGEO_JOBS_ENGINE`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
-from tqdm.auto import tqdm
 
 from emgeo_utils.core import cache, paths, seeding
 
@@ -52,6 +53,39 @@ def _call(fn: Callable, kwargs: dict):
     return value, Counter(cache.stats) - before
 
 
+class Progress:
+    """One line per finished job: `desc: k/n done, 1m 20s elapsed, about 2m left` (readable in a
+    log where several workers finish out of order, and in an executed notebook)."""
+
+    def __init__(self, desc: str, total: int):
+        self.desc, self.total, self.done, self.start = desc, total, 0, time.perf_counter()
+
+    def update(self) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        print(f"{self.desc}: {self.done}/{self.total} done, {_duration(elapsed)} elapsed"
+              + (f", about {_duration(left)} left" if self.done < self.total else ""), flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 60 else f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+
+
+@contextlib.contextmanager
+def _environ(**values: str):
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
@@ -73,7 +107,7 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
         results[i] = fn(**jobs[i])
     if not todo:
         return results
-    bar = tqdm(total=len(todo), desc=desc, leave=False)
+    bar = Progress(desc, len(todo))
     if engine == "submitit":
         for i, (value, built) in _submitit(fn, [jobs[i] for i in todo], todo):
             results[i] = value
@@ -98,13 +132,14 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
             gpus = ctx.Queue()
             for g in assignment:
                 gpus.put(g)
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(gpus,)) as pool:
+        # workers start at the first submit and inherit this: their bars would interleave in one log line
+        with _environ(TQDM_DISABLE="1"), ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                                                              initargs=(gpus,)) as pool:
             futures = {pool.submit(_call, fn, jobs[i]): i for i in todo}
             for future in as_completed(futures):
                 results[futures[future]], built = future.result()
                 cache.stats.update(built)
                 bar.update()
-    bar.close()
     return results
 
 
