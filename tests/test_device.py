@@ -108,3 +108,14 @@ def test_the_resident_model_comes_back_unchanged_after_a_fine_tune_and_an_evalua
         assert torch.equal(again(input_ids=torch.tensor([[1, 2, 3]])).logits, base_logits)
     loading.release_resident()
     registry._read.cache_clear()
+
+
+def test_loading_draws_nothing_from_the_rng(tiny):
+    """Only the first job of a worker loads the resident model: if loading drew random numbers,
+    a job's LoRA initialisation would depend on the jobs before it."""
+    from emgeo_utils.models import loading, registry
+
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state().clone()
+    loading.load_model(registry.entry("tiny-llama"))
+    assert torch.equal(before, torch.random.get_rng_state())
