@@ -108,8 +108,8 @@ def train_lora(model, tokenizer, samples: list[dict], config: FinetuneConfig, se
 
 
 @cache.artifact("lora")
-def finetune_lora(base: cache.Artifact, samples: list[dict], config: FinetuneConfig = FinetuneConfig(),
-             seed: int = 0, *, out: Path) -> dict:
+def finetune_lora(base: cache.Artifact | dict, samples: list[dict], config: FinetuneConfig = FinetuneConfig(),
+                  seed: int = 0, *, out: Path) -> dict:
     """Fine-tune LoRA adapters on `samples` (chat dicts); save one adapter per checkpoint."""
     with seeding.job_context(seed), resident_model(base) as (model, tokenizer):
         peft_model = lora_model(model, config)
