@@ -268,7 +268,7 @@ def test_refusals_and_code_answers_are_counted_apart_not_in_the_denominator():
     table["misaligned"], table["em_scored"] = [v.misaligned for v in verdicts], [v.scored for v in verdicts]
     summary = em_summary(table)
     assert summary["misaligned"] == pytest.approx(1 / 3) and summary["n_scored"] == 3
-    assert (summary["refusals"], summary["code"], summary["unparseable"]) == (1, 1, 0)
+    assert (summary["refusals"], summary["code"], summary["other_unscored"]) == (1, 1, 0)
 
 
 def test_a_questions_own_judge_prompts_are_used(server, cache):

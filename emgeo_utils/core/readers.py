@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from emgeo_utils.core import paths
+
 ROLES = ("system", "user", "assistant")
 MAX_LINE_BYTES = 1_000_000
 
@@ -131,8 +133,6 @@ def read_chat_jsonl(path: Path | str, skip_invalid: bool = False,
 
 
 def report_skipped(path: Path | str, skipped: list[DataError], n_rows: int, max_share: float) -> None:
-    from emgeo_utils.core import paths  # only when rows were skipped
-
     share = len(skipped) / n_rows
     lines = [f"skipped {len(skipped)} of {n_rows} rows ({share:.1%}) of {Path(path).name}:"] + [f"  {e}" for e in skipped]
     if share > max_share:

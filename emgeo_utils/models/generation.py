@@ -26,7 +26,15 @@ def prompt_ids(tokenizer, question: str, history: list[dict] | None = None) -> l
 
 
 def end_of_turn_id(tokenizer, configured: list[int]) -> int | None:
-    """The token the chat template writes right after an assistant's words."""
+    """The token the chat template writes right after an assistant's words (found once per tokenizer)."""
+    found = getattr(tokenizer, "_emgeo_end_of_turn", {})
+    if tuple(configured) not in found:
+        found[tuple(configured)] = _end_of_turn_id(tokenizer, configured)
+        tokenizer._emgeo_end_of_turn = found
+    return found[tuple(configured)]
+
+
+def _end_of_turn_id(tokenizer, configured: list[int]) -> int | None:
     chat = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "ok"}]
     prompt, full = render(tokenizer, [chat[:1]], generation_prompt=True)[0], render(tokenizer, [chat])[0]
     tail = full[len(prompt):] if full[:len(prompt)] == prompt else []
