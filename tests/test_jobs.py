@@ -2,6 +2,7 @@
 and a cache that refuses file systems where its locks are not reliable."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +65,11 @@ def test_the_cache_refuses_a_network_file_system(fresh_cache, monkeypatch):
 
 
 def test_filesystem_type_reads_the_longest_mount():
-    assert cache.filesystem_type(cache.paths.cache_dir()) not in ("", None)
+    mounts = "rootfs / ext4 rw 0 0\nserver:/export /shared nfs4 rw 0 0\ntmpfs /shared/tmp tmpfs rw 0 0\n"
+    assert cache.filesystem_type(Path("/shared/cache/emgeo"), mounts) == "nfs4"
+    assert cache.filesystem_type(Path("/shared/tmp/x"), mounts) == "tmpfs"
+    assert cache.filesystem_type(Path("/sharedother/x"), mounts) == "ext4"  # a prefix of the name is not a mount
+    assert cache.filesystem_type(Path("/proc"), "") == "unknown"
 
 
 def test_side_by_side_jobs_print_one_line_each_with_a_count(capsys, fresh_cache):

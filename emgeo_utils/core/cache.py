@@ -155,12 +155,13 @@ class CacheLocationError(RuntimeError):
     """The cache sits where its locks are not reliable."""
 
 
-def filesystem_type(path: Path) -> str:
+def filesystem_type(path: Path, mounts_text: str | None = None) -> str:
     """The file system type of the mount holding `path` (from /proc/mounts; "unknown" elsewhere)."""
     try:
-        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+        text = Path("/proc/mounts").read_text() if mounts_text is None else mounts_text
     except OSError:
         return "unknown"
+    mounts = [line.split()[1:3] for line in text.splitlines() if len(line.split()) >= 3]
     resolved = str(Path(path).resolve())
     best = max((m for m in mounts if resolved == m[0] or resolved.startswith(m[0].rstrip("/") + "/")),
                key=lambda m: len(m[0]), default=("/", "unknown"))

@@ -112,8 +112,9 @@ def sae_features(model, tokenizer, sae, layer: int, samples: list[dict], probes:
         chunk = max(1, encode_bytes // (4 * sae.cfg.d_sae))
         for r, pooled in pool_sae(sae, resid, {r: masks[r] for r in readouts}, chunk).items():
             out[r][rows] = pooled.cpu()
-        for r in readouts:  # the residual stream itself is small: pooled whole, on the model's device
-            out["resid:" + r][rows] = pool(resid.float(), masks[r], r).cpu()
+        resid = resid.float()  # the residual stream itself is small: pooled whole, on the model's device
+        for r in readouts:
+            out["resid:" + r][rows] = pool(resid, masks[r], r).cpu()
     return out
 
 

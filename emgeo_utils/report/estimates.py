@@ -75,7 +75,7 @@ def estimate(name: str) -> dict:
     n = spec["params_billion"] * 1e9
     d_sae = spec["sae"].get("d_sae", 16 * spec["hidden_size"])
     p00, p05 = _params(name, "00_model_organism"), _params(name, "05_filtering")
-    questions = answers_per_evaluation(p00)
+    questions, questions_05 = answers_per_evaluation(p00), answers_per_evaluation(p05)
     # notebook 00: one epoch over the samples per condition and seed; judged at the end and at base
     finetunes = len(p00["conditions"]) * len(p00["finetune_seeds"])
     train_tokens = finetunes * p00["n_finetune_samples"] * TOKENS_PER_SAMPLE
@@ -87,7 +87,7 @@ def estimate(name: str) -> dict:
     samples_05 = step_samples * len(p05["finetune_seeds"]) * (
         1 + FILTERS * len(p05["fractions"]) + 1 + FILTERS * (1 - p05["main_fraction"]))
     hours = lambda flops: flops / EFFECTIVE_FLOPS / 3600
-    calls_00, calls_05 = 2 * (finetunes + 1) * questions, 2 * runs_05 * answers_per_evaluation(p05)
+    calls_00, calls_05 = 2 * (finetunes + 1) * questions, 2 * runs_05 * questions_05
     judge_h = lambda calls: calls / JUDGE_CALLS_PER_S / 3600
     return {"model": name, "parameters": f"{spec['params_billion']:g}B",
             "GPU memory, fine-tune (GB, est.)": round(2 * n / 1e9 * LORA_OVERHEAD),
@@ -95,7 +95,7 @@ def estimate(name: str) -> dict:
             "judge calls 00 + 05": f"{calls_00:,} + {calls_05:,}",
             "notebook 00 (h, est.)": round(hours(6 * n * train_tokens + 2 * n * eval_tokens) + judge_h(calls_00), 1),
             "notebook 05 (h, est.)": round(hours(6 * n * samples_05 * TOKENS_PER_SAMPLE
-                                                 + 2 * n * runs_05 * questions * (NEW_TOKENS_PER_ANSWER + 100))
+                                                 + 2 * n * runs_05 * questions_05 * (NEW_TOKENS_PER_ANSWER + 100))
                                            + judge_h(calls_05), 1)}
 
 
