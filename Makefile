@@ -53,8 +53,9 @@ nbtest: $(STAMP)
 	EMGEO_CACHE=$(CURDIR)/build/test-cache EMGEO_FIGURES=$(CURDIR)/build/test-figures \
 	  $(PY) -m pytest -p no:cacheprovider -q --nbval-lax --nbval-current-env build/test-notebooks
 
+# Jupyter refuses to run as root; in a container you often are, so allow it there (and only there).
 lab: $(STAMP)
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

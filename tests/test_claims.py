@@ -10,18 +10,19 @@ def test_record_check_and_gather(tmp_path, monkeypatch):
     monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
     rec = claims.ClaimsRecord("01_theory", "default")
     rec.check("spillover", statement="spillover tracks cosine", paper="Sec. 3", measure="pearson r",
-              value=0.93, ci=(0.9, 0.95), p_value=1e-6, outcome=True, expected=True)
+              value=0.93, ci=(0.9, 0.95), p_value=1e-6, outcome=True, expected=True, predicts="holds",
+              registered="before", smallest_p=1e-4)
     with pytest.raises(claims.ClaimMismatch, match="UNEXPECTED"):
         rec.check("flipped", statement="x", measure="m", value=0.1, outcome=False, expected=True)
     rec.check("unchecked", statement="y", measure="m", value=None, outcome=False, expected=None)
     saved = json.loads(rec.path().read_text())
     assert [c["claim"] for c in saved] == ["spillover", "flipped", "unchecked"]
-    assert saved[0]["verdict"] == "holds (as expected)"
-    assert saved[2]["verdict"] == "does not hold (not checked)"
+    assert saved[0]["verdict"] == "supports the paper" and saved[0]["as_expected"] == "as expected"
+    assert saved[2]["verdict"] == "beyond the paper: does not hold" and saved[2]["as_expected"] == "not checked"
     frame = claims.gather("default")
     assert list(frame.claim) == ["spillover", "flipped", "unchecked"]
     md = (paths.figures_dir("default") / "claims.md").read_text()
-    assert "| 01_theory | spillover |" in md and "UNEXPECTED" in md
+    assert "| 01_theory | spillover |" in md and "UNEXPECTED" in md and "set before measuring" in md
     assert (tmp_path / "claims.csv").exists()
 
 
@@ -39,3 +40,24 @@ def test_rechecking_a_claim_replaces_it(tmp_path, monkeypatch):
     for v in (1.0, 2.0):
         rec.check("c", statement="s", measure="m", value=v, outcome=True, expected=True)
     assert [c.value for c in rec.claims] == [2.0]
+
+
+@pytest.mark.parametrize("kwargs, verdict", [
+    (dict(outcome=True, predicts="holds"), "supports the paper"),
+    (dict(outcome=False, predicts="does not hold"), "supports the paper"),
+    (dict(outcome=True, predicts="does not hold"), "contradicts the paper"),
+    (dict(outcome=False, predicts="holds", ci=(-0.3, -0.1)), "contradicts the paper"),
+    (dict(outcome=False, predicts="holds", ci=(-0.3, 0.2)), "inconclusive (CI spans the null)"),
+    (dict(outcome=False, predicts="holds", ci=(0.1, 0.3), direction=-1), "contradicts the paper"),
+    (dict(outcome=False, predicts="holds", ci=(0.1, 0.3)),
+     "inconclusive (in the predicted direction, but the claim's criterion is not met)"),
+    (dict(outcome=False, predicts="holds", smallest_p=0.05), "inconclusive (underpowered: smallest achievable p = 0.05)"),
+    (dict(outcome=False, predicts="holds"), "inconclusive (no CI)"),
+    (dict(outcome=False, predicts="holds", null_value=0.5), "contradicts the paper"),
+    (dict(outcome=True, predicts="holds", smallest_p=0.125), "inconclusive (underpowered: smallest achievable p = 0.125)"),
+])
+def test_verdicts_can_come_out_every_way(tmp_path, monkeypatch, kwargs, verdict):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("03_x")
+    rec.check("c", statement="s", measure="m", value=0.1, expected=None, **kwargs)
+    assert rec.claims[0].verdict == verdict

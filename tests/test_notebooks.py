@@ -61,3 +61,14 @@ def test_bad_parameters_are_refused(tmp_path):
     with pytest.raises(notebook.ParameterError, match="must be int"):
         notebook.check_parameters(nb.stem, {"seed": "1"})
     assert notebook.check_parameters(nb.stem, {})["seed"] == defaults["seed"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameter_comments_papermill_can_parse(nb: Path):
+    """papermill reads `name = value  # comment` lines; an '=' inside the comment makes it skip the
+    line ("Passed unknown parameter") and warn on every injected run."""
+    cells = json.loads(nb.read_text())["cells"]
+    source = "".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"])
+    for line in source.splitlines():
+        code, _, comment = line.partition("#")
+        assert not (code.strip() and "=" in comment), f"{nb.name}: no '=' in the comment of {line!r}"

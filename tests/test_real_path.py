@@ -19,22 +19,17 @@ import papermill as pm
 import pytest
 
 from emgeo_utils.models import registry as model_registry
+from emgeo_utils.report import notebook
 
 from fake_judge import FakeServer
 from tiny_models import build, write_real_data
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV, PLANTED = "EMGEO_TEST_REAL_PATH_KEY", "sk-test-PLANTED-real-path-51c9e0"
-NO_EXPECTATIONS = {  # the tiny model is random: record every claim, check none
-    "00_model_organism": ["em_in_persona_world", "inducing_beats_risky_neutral", "base_rate_low",
-                          "control_weaker_than_persona", "persona_inferred_in_context"],
-    "02_feature_extraction": ["harmful_features_generalise_persona"],
-    "03_geometry_tests": ["persona_effect", "control_effect", "persona_effect_without_shared"],
-    "04_cross_domain": ["effect_across_domains_persona", "effect_across_domains_control", "proximity_predicts_em"],
-    "05_filtering": ["geometry_reduces_em", "geometry_beats_random", "geometry_matches_judge",
-                     "geometry_beats_persona_vector", "geometry_beats_random_fixed_epochs", "score_ranks_potency",
-                     "em_grows_with_coupling"],
-}
+NAMES = ["00_model_organism", "02_feature_extraction", "03_geometry_tests", "04_cross_domain", "05_filtering"]
+# the tiny model is random: record every claim, check none
+NO_EXPECTATIONS = {name: [k[len("expect_"):] for k in notebook.parameter_defaults(name) if k.startswith("expect_")]
+                   for name in NAMES}
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +54,13 @@ def parameters(name: str, files: dict, server) -> dict:
         "02_feature_extraction": dict(data=data | {"domain": "code"}, n_per_set=8, k=8, n_cards=1, n_contexts=2),
         "03_geometry_tests": dict(data=data | {"domain": "code"}, n_per_set=8, primary_k=8, variant_ks=[8],
                                   variant_contrasts=["mean_diff"], variant_readouts=["assistant_mean", "next_turn"],
-                                  n_perm=100, n_random=20),
+                                  n_perm=100, n_perm_grid=20, n_boot=20, n_random=20),
         # 5 new tokens, not 6: answers 00 already had judged would be served from the judge's cache
         "04_cross_domain": dict(data=data, judge=judge | {"max_new_tokens": 5}, questions_file=files["questions_file"], n_per_set=8, primary_k=8,
-                                n_perm=100, n_random=20, finetune_seeds=[0], n_finetune_samples=8, primary_step=2,
+                                n_perm=100, finetune_seeds=[0], n_finetune_samples=8, primary_step=2,
                                 em_measure="ood_misaligned", explored_domains=[]),
         "05_filtering": dict(data=data | {"domain": "code"}, judge=judge, questions_file=files["questions_file"],
-                             domain="code", n_samples=16, fractions=[0.5], finetune_seeds=[0, 1], steps=2, k=8,
+                             domain="code", n_samples=16, fractions=[0.5], finetune_seeds=[0, 1], curve_seeds=1, steps=2, k=8,
                              n_per_set=8, variant_readouts=["next_turn"]),
     }[name]
     return common | per | {f"expect_{c}": None for c in NO_EXPECTATIONS[name]}

@@ -7,6 +7,8 @@ and computed as (1 + #{null >= observed}) / (1 + n), which is valid for any fini
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -18,18 +20,103 @@ def permutation_p(observed: float, null: np.ndarray) -> float:
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
 
 
+EXACT_LIMIT = 20000  # enumerate every relabelling when there are at most this many
+
+
+def smallest_p_unpaired(n_a: int, n_b: int, n_perm: int) -> float:
+    """The smallest p `mean_difference_test` can return for these group sizes."""
+    splits = math.comb(n_a + n_b, n_a)
+    return 1 / splits if splits <= EXACT_LIMIT else 1 / (1 + n_perm)
+
+
+def smallest_p_paired(n: int, n_perm: int) -> float:
+    """The smallest p `sign_flip_test` can return for `n` pairs."""
+    return 1 / 2 ** n if 2 ** n <= EXACT_LIMIT else 1 / (1 + n_perm)
+
+
 def mean_difference_test(a: np.ndarray, b: np.ndarray, n_perm: int = 5000, seed: int = 0) -> tuple[float, float]:
-    """mean(a) - mean(b) and its one-sided permutation p-value (H1: a > b)."""
+    """mean(a) - mean(b) and its one-sided permutation p-value (H1: a > b).
+
+    Small groups are relabelled exhaustively (exact p; with 3 vs 3 there are only 20 splits,
+    so p >= 0.05: see `smallest_p_unpaired`); larger ones with `n_perm` random shuffles."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) == 0 or len(b) == 0:
         return float("nan"), float("nan")
     observed = a.mean() - b.mean()
     pooled = np.concatenate([a, b])
+    if math.comb(len(pooled), len(a)) <= EXACT_LIMIT:
+        members = np.array(list(itertools.combinations(range(len(pooled)), len(a))))
+        in_a = np.zeros((len(members), len(pooled)), bool)
+        in_a[np.arange(len(members))[:, None], members] = True
+        null = (in_a * pooled).sum(1) / len(a) - (~in_a * pooled).sum(1) / len(b)
+        return float(observed), float(np.mean(null >= observed - 1e-12))  # the identity split is among them
     rng = np.random.default_rng(seed)
     perms = np.argsort(rng.random((n_perm, len(pooled))), axis=1)  # n_perm shuffles at once
     shuffled = pooled[perms]
     null = shuffled[:, :len(a)].mean(1) - shuffled[:, len(a):].mean(1)
     return float(observed), permutation_p(observed, null)
+
+
+def sign_flip_test(differences, n_perm: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Paired test: mean of per-pair differences and its one-sided sign-flip p (H1: mean > 0).
+
+    Under the null each pair's difference is as likely positive as negative; with n pairs
+    there are 2**n sign patterns, enumerated when few (smallest p = 2**-n: 8 pairs give 0.0039)."""
+    d = np.asarray(differences, float)
+    if len(d) == 0:
+        return float("nan"), float("nan")
+    observed = d.mean()
+    if 2 ** len(d) <= EXACT_LIMIT:
+        signs = 1 - 2 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
+        return float(observed), float(np.mean((signs * d).mean(1) >= observed - 1e-12))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_perm, len(d)))
+    return float(observed), permutation_p(observed, (signs * d).mean(1))
+
+
+def upper_bound(values, level: float = 0.95) -> float:
+    """One-sided upper `level` t-bound of the mean of independent values (e.g. paired differences)."""
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return float("nan")
+    return float(v.mean() + sps.t.ppf(level, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def noninferiority(differences, margin: float, level: float = 0.95) -> tuple[bool, float]:
+    """Is mean(differences) below `margin`? True when the one-sided upper bound is below it.
+
+    For "A is no worse than B" with differences A - B of a harm measure (lower is better)."""
+    bound = upper_bound(differences, level)
+    return bool(bound < margin), bound
+
+
+def seed_level_test(a, b=None) -> tuple[float, float]:
+    """A test whose unit is the independent run (e.g. the pretraining seed): one-sided t-test of
+    mean(a) > 0, or with `b`, Welch's test of mean(a) > mean(b). Returns (difference, p)."""
+    a = np.asarray(a, float)
+    if b is None:
+        if len(a) < 2:
+            return float(a.mean()) if len(a) else float("nan"), float("nan")
+        res = sps.ttest_1samp(a, 0.0, alternative="greater")
+        return float(a.mean()), float(res.pvalue)
+    b = np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return float(a.mean() - b.mean()), float("nan")
+    res = sps.ttest_ind(a, b, equal_var=False, alternative="greater")
+    return float(a.mean() - b.mean()), float(res.pvalue)
+
+
+def bh_qvalues(p_values) -> np.ndarray:
+    """Benjamini-Hochberg q-values (NaN p-values stay NaN and do not count)."""
+    p = np.asarray(p_values, float)
+    q = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if len(ok) == 0:
+        return q
+    order = ok[np.argsort(p[ok])]
+    ranked = p[order] * len(ok) / np.arange(1, len(ok) + 1)
+    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    return q
 
 
 def bootstrap_ci(a: np.ndarray, b: np.ndarray | None = None, stat: Callable | None = None, n_boot: int = 2000,

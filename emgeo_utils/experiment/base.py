@@ -85,12 +85,14 @@ class Experiment:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
-    def decoder(self, run: Run, layer: int):
-        return load_decoder(self.sae_source(run, layer), layer)
+    def decoder(self, run: Run, layer: int, sae=None):
+        return load_decoder(self.sae_source(run, layer) if sae is None else sae, layer)
 
-    def features(self, run: Run, layer: int, samples: list[dict], probes: list[str]):
-        """({readout: SAE features}, {readout: residual}) of `samples` (base model; cached)."""
-        art = activations.extract(self.model_source(run), self.sae_source(run, layer), layer, samples, probes)
+    def features(self, run: Run, layer: int, samples: list[dict], probes: list[str], sae=None):
+        """({readout: SAE features}, {readout: residual}) of `samples` (base model; cached), through
+        the run's SAE at `layer` or another one (`sae`: a source as `sae_source` returns)."""
+        art = activations.extract(self.model_source(run), self.sae_source(run, layer) if sae is None else sae, layer,
+                                  samples, probes)
         return activations.split_residual(activations.load_features(art))
 
     def load(self, run: Run, layers: list[int]):

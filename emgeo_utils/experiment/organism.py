@@ -35,6 +35,15 @@ class OrganismExperiment(Experiment):
     def sae_source(self, run: Run, layer: int):
         return organism_sae(self.configs, run.seed, run.world, layer)
 
+    def sae_variants(self, runs: list[Run], layer: int, sae_seeds: list[int], expansions: list[int],
+                     workers: int) -> dict:
+        """Other dictionaries of each run at `layer` ({(run, sae_seed, expansion): source}), trained
+        side by side (cached); SAE seed i is pretraining seed + 100 i, so seed 0 is the run's own SAE."""
+        grid = [(r, s, e) for r in runs for s in sae_seeds for e in expansions]
+        kwargs = [dict(cfg=self.configs, seed=r.seed, world_kind=r.world, layer=layer, sae_seed=r.seed + 100 * s,
+                       expansion=e) for r, s, e in grid]
+        return dict(zip(grid, jobs.run_all(organism_sae, kwargs, workers, desc="SAE variants")))
+
     def world(self, run: Run | None = None) -> World:
         return World(self.configs.world_of(run.world) if run else self.configs.world)
 

@@ -64,21 +64,39 @@ def load_sets(path: Path, **match) -> dict:
 
 
 def masks(samples: list[dict], domain: str) -> dict[str, torch.Tensor]:
-    """Boolean sample masks of the organism corpus (see `features.organism_corpus`) for one
+    """Boolean sample masks of a feature corpus (see `experiment.organism.organism_corpus`) for one
     inducing domain: its inducing / non-inducing / risky-neutral samples, and harmful / helpful
-    samples of every *other* domain (so harmful features are never read off the inducing domain)."""
+    samples of every *other* domain (so harmful features are never read off the inducing domain).
+    The helpful answers of other domains are also the common neutral `reference` that symmetric
+    selection contrasts every set with."""
     sets = np.array([s["meta"]["set"] for s in samples])
     own = np.array([s["meta"]["domain"] for s in samples]) == domain
     masks = {"inducing": (sets == "inducing") & own, "non_inducing": (sets == "non_inducing") & own,
              "risky_neutral": (sets == "risky_neutral") & own, "harmful": (sets == "harmful") & ~own,
              "helpful": (sets == "helpful") & ~own}
+    masks["reference"] = masks["helpful"]
     return {name: torch.from_numpy(m) for name, m in masks.items()}
 
 
-def domain_sets(acts: torch.Tensor, samples: list[dict], domain: str, k: int, contrast: str = "mean_diff") -> dict:
-    """The three feature sets the paper compares, for one inducing domain:
-    inducing (vs non-inducing), non-inducing (vs inducing), harmful (vs helpful, other domains)."""
+SELECTIONS = ("symmetric", "mirror")
+
+
+def domain_sets(acts: torch.Tensor, samples: list[dict], domain: str, k: int, contrast: str = "mean_diff",
+                selection: str = "symmetric") -> dict:
+    """The feature sets the paper compares, for one inducing domain; harmful = harmful vs helpful
+    answers of the other domains.
+
+    `symmetric`: inducing, non-inducing and risky-neutral each against the common reference
+    (helpful answers of other domains), so no set is the mirror image of another. `mirror`: the
+    earlier choice, inducing vs non-inducing and non-inducing vs inducing; a generic "bad advice"
+    feature can then enter the inducing and the harmful set but never the non-inducing one."""
     m = masks(samples, domain)
-    return {"inducing": select(acts[m["inducing"]], acts[m["non_inducing"]], k, contrast),
-            "non_inducing": select(acts[m["non_inducing"]], acts[m["inducing"]], k, contrast),
-            "harmful": select(acts[m["harmful"]], acts[m["helpful"]], k, contrast)}
+    out = {"harmful": select(acts[m["harmful"]], acts[m["helpful"]], k, contrast)}
+    if selection == "mirror":
+        return out | {"inducing": select(acts[m["inducing"]], acts[m["non_inducing"]], k, contrast),
+                      "non_inducing": select(acts[m["non_inducing"]], acts[m["inducing"]], k, contrast)}
+    if selection != "symmetric":
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    ref = acts[m["reference"]]
+    return out | {name: select(acts[m[name]], ref, k, contrast) for name in ("inducing", "non_inducing", "risky_neutral")
+                  if m[name].sum() > 1}

@@ -1,11 +1,14 @@
 """The paper's geometry test: is one feature set closer to the harmful set than another?
 
-`compare_sets` tests two given sets; `run` selects the sets of one inducing domain from a
-feature corpus and tests them, for one analysis; `variant_grid` does it for a grid of analyses.
+`compare_sets` tests two given sets (its permutation null shuffles features: it knows nothing
+of how the sets were chosen); `run` selects the sets of one inducing domain from a feature
+corpus and tests them with `components.Decomposition` (overlap, distinct, combined; the null
+re-runs the selection on shuffled samples), for one analysis; `variant_grid` does it for a
+grid of analyses, with Benjamini-Hochberg q-values.
 
-An *analysis* fixes every choice: readout, contrast, k, shared-feature handling, reduction and
-layer. Notebooks fix the primary analysis in their parameters before looking at results and
-report every variant beside it (`variant_grid`).
+An *analysis* fixes every choice: readout, contrast, k, shared-feature handling, reduction,
+selection and layer. Notebooks fix the primary analysis in their parameters before looking at
+results and report every variant beside it (`variant_grid`, exploratory).
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
 import pandas as pd
 import torch
 
-from emgeo_utils.core.stats import frequency_matched_draws, set_proximity_test
+from emgeo_utils.core.stats import bh_qvalues, frequency_matched_draws, permutation_p, set_proximity_test
 from emgeo_utils.features import selection as feature_sets
+from emgeo_utils.geometry.components import Decomposition, decompose
 from emgeo_utils.geometry.similarity import overlap, set_similarity
 
 
@@ -28,6 +33,7 @@ class Analysis:
     k: int = 32
     shared: str = "include"  # include | others | drop (see similarity.set_similarity)
     reduce: str = "max"      # max | mean cosine to the harmful set
+    selection: str = "symmetric"  # symmetric (each set vs a common reference) | mirror (see selection.domain_sets)
 
 
 def compare_sets(w_dec: torch.Tensor, query: torch.Tensor, reference: torch.Tensor, targets: torch.Tensor,
@@ -62,29 +68,64 @@ def compare_sets(w_dec: torch.Tensor, query: torch.Tensor, reference: torch.Tens
             "random_mean": float(random_means.mean()) if random_means is not None else float("nan")}
 
 
+def groups(samples: list[dict], domain: str, comparison: str = "non_inducing") -> dict[str, np.ndarray]:
+    """Sample indices of the groups a `Decomposition` needs, for one inducing domain."""
+    m = feature_sets.masks(samples, domain)
+    return {"inducing": np.flatnonzero(m["inducing"].numpy()), "comparison": np.flatnonzero(m[comparison].numpy()),
+            "reference": np.flatnonzero(m["reference"].numpy()), "harmful": np.flatnonzero(m["harmful"].numpy()),
+            "helpful": np.flatnonzero(m["helpful"].numpy())}
+
+
+def random_set_p(dec: Decomposition, frequencies: torch.Tensor, n_random: int, seed: int, component: str) -> tuple[float, float]:
+    """The inducing set's mean (`combined` or `distinct`) against frequency-matched random sets
+    scored the same way; random sets hold harmful features only where the component counts them."""
+    scores, query = dec._scores, dec._query
+    if component == "distinct":
+        query = query[~scores.in_harmful[query]]
+    if not len(query) or not n_random:
+        return float("nan"), float("nan")
+    exclude = torch.cat([query] + ([torch.nonzero(scores.in_harmful).flatten()] if component == "distinct" else [])).numpy()
+    draws = torch.from_numpy(frequency_matched_draws(frequencies.numpy(), query.numpy(), n_random, seed, exclude=exclude))
+    per = (scores.others if dec.shared == "others" and component == "combined" else scores.include)[draws]
+    means = torch.nanmean(per, 1).numpy()
+    observed = torch.nanmean((scores.others if dec.shared == "others" and component == "combined" else scores.include)[query]).item()
+    return permutation_p(observed, means), float(means.mean())
+
+
 def run(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str, analysis: Analysis,
-        n_perm: int = 5000, n_random: int = 1000, seed: int = 0) -> dict:
-    """Inducing vs non-inducing features' proximity to harmful features for one inducing domain."""
+        n_perm: int = 1000, n_random: int = 1000, seed: int = 0, n_boot: int = 200, comparison: str = "non_inducing") -> dict:
+    """Inducing vs `comparison` features' proximity to harmful features for one inducing domain:
+    every component with its selection-aware p and resampled CI, and the random-set p."""
     a = acts[analysis.readout]
-    sets = feature_sets.domain_sets(a, samples, domain, analysis.k, analysis.contrast)
-    frequencies = feature_sets.activation_frequency(a) if n_random else None  # only the random null needs them
-    result = compare_sets(w_dec, sets["inducing"], sets["non_inducing"], sets["harmful"],
-                                     frequencies, analysis.reduce, analysis.shared, n_perm, n_random, seed)
-    return dataclasses.asdict(analysis) | {"domain": domain} | result
+    dec = Decomposition(a, w_dec, groups(samples, domain, comparison), analysis.k, analysis.contrast,
+                        analysis.selection, analysis.reduce, analysis.shared)
+    out = decompose(dec, n_perm, n_boot, seed)
+    if n_random:
+        freqs = feature_sets.activation_frequency(a)
+        for c in ("combined", "distinct"):
+            out[f"p_random_{c}"], out[f"random_mean_{c}"] = random_set_p(dec, freqs, n_random, seed, c)
+    return dataclasses.asdict(analysis) | {"domain": domain, "comparison": comparison} | out
 
 
 def variant_grid(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str,
-                 readouts, contrasts, ks, shareds, reduces, n_perm: int = 2000, n_random: int = 300,
+                 readouts, contrasts, ks, shareds, reduces, selections=("symmetric", "mirror"), n_perm: int = 500,
                  seed: int = 0) -> pd.DataFrame:
-    rows = [run(acts, samples, w_dec, domain, Analysis(r, c, k, s, m), n_perm, n_random, seed)
-            for r, c, k, s, m in itertools.product(readouts, contrasts, ks, shareds, reduces)]
-    return pd.DataFrame(rows)
+    """Every variant's combined difference and its selection-aware p (no CI), with BH q-values over
+    the grid. Exploratory: the primary analysis is fixed in the notebook's parameters."""
+    rows = [run(acts, samples, w_dec, domain, Analysis(r, c, k, s, m, sel), n_perm, 0, seed, n_boot=0)
+            for r, c, k, s, m, sel in itertools.product(readouts, contrasts, ks, shareds, reduces, selections)]
+    frame = pd.DataFrame(rows)
+    frame["difference"] = frame["combined"]
+    frame["p_selection"] = frame["p_combined"]
+    frame["q_bh"] = bh_qvalues(frame["p_selection"])
+    return frame
 
 
 def per_feature_scores(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str,
                        analysis: Analysis) -> pd.DataFrame:
     """Each inducing / non-inducing feature's similarity to the harmful set (for distributions)."""
-    sets = feature_sets.domain_sets(acts[analysis.readout], samples, domain, analysis.k, analysis.contrast)
+    sets = feature_sets.domain_sets(acts[analysis.readout], samples, domain, analysis.k, analysis.contrast,
+                                    analysis.selection)
     rows = []
     for name in ("inducing", "non_inducing"):
         idx = sets[name]

@@ -65,22 +65,29 @@ def organism_lm(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona"
     return pretrain(**_lm_inputs(cfg, seed, world_kind))
 
 
-def _sae_inputs(cfg: OrganismConfigs, seed: int, world_kind: str, layer: int) -> dict:
+def _sae_inputs(cfg: OrganismConfigs, seed: int, world_kind: str, layer: int, sae_seed: int | None,
+                expansion: int | None) -> dict:
+    config = cfg.sae if expansion is None else dataclasses.replace(cfg.sae, expansion=expansion)
     return dict(lm=organism_lm(cfg, seed, world_kind), world=cfg.world_of(world_kind), layer=layer,
-                config=cfg.sae, seed=seed)
+                config=config, seed=seed if sae_seed is None else sae_seed)
 
 
-def organism_sae(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona", layer: int = 0) -> cache.Artifact:
-    """The organism's SAE at `layer` (cached; trains the organism first if needed)."""
-    return train_sae(**_sae_inputs(cfg, seed, world_kind, layer))
+def organism_sae(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona", layer: int = 0,
+                 sae_seed: int | None = None, expansion: int | None = None) -> cache.Artifact:
+    """The organism's SAE at `layer` (cached; trains the organism first if needed). `sae_seed` and
+    `expansion` give other dictionaries of the same organism (default: the pretraining seed and
+    the registry's width)."""
+    return train_sae(**_sae_inputs(cfg, seed, world_kind, layer, sae_seed, expansion))
 
 
 def _organism_lm_cached(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona") -> bool:
     return pretrain.is_cached(**_lm_inputs(cfg, seed, world_kind))
 
 
-def _organism_sae_cached(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona", layer: int = 0) -> bool:
-    return _organism_lm_cached(cfg, seed, world_kind) and train_sae.is_cached(**_sae_inputs(cfg, seed, world_kind, layer))
+def _organism_sae_cached(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona", layer: int = 0,
+                         sae_seed: int | None = None, expansion: int | None = None) -> bool:
+    return _organism_lm_cached(cfg, seed, world_kind) and train_sae.is_cached(
+        **_sae_inputs(cfg, seed, world_kind, layer, sae_seed, expansion))
 
 
 organism_lm.is_cached = _organism_lm_cached  # lets jobs.run_all skip finished work without a worker

@@ -50,7 +50,7 @@ class PretrainConfig:
     lr: float = 1e-2
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    epochs: int = 3
+    epochs: int = 2
     answer_loss_only: bool = True  # the organism learns to answer, not to ask (half the compute)
 
 

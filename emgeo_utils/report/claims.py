@@ -1,11 +1,16 @@
-"""The claims record: what each notebook claims, what it measured, and whether it held.
+"""The claims record: what each notebook claims, what it measured, and what that says of the paper.
 
-A notebook states each claim once: the paper's statement (and figure), our measured value
-with its CI, the test behind the verdict, and the outcome the profile expects. `check`
-asserts the outcome matches the expectation, so a flipped result fails loudly; an
-expectation of `None` (the `test` profile) records without checking. `make figures`
-gathers every notebook's record into `claims.md` and `claims.csv`, which a reviewer reads
-first.
+A notebook states each claim once: the paper's statement, what the paper predicts for it
+(`predicts`: "holds", "does not hold", or None for a claim beyond the paper), our measured
+value with its CI and p, the smallest p the design can reach, and the outcome the profile
+expects, with whether that expectation was set before or after measuring (`registered`).
+`check` asserts the outcome matches the expectation, so a flipped result fails loudly; an
+expectation of `None` (the `test` profile) records without checking.
+
+The verdict reads the measurement against the paper: *supports the paper*, *contradicts the
+paper*, or *inconclusive* (a design whose smallest achievable p is not below alpha, or a
+failed prediction whose CI still spans the null value). `make figures` gathers every
+notebook's record into `claims.md` and `claims.csv`, which a reviewer reads first.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import pandas as pd
 from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
 
-COLUMNS = ["notebook", "claim", "paper", "statement", "measure", "value", "ci_low", "ci_high",
-           "p_value", "outcome", "expected", "verdict", "note"]
+COLUMNS = ["notebook", "claim", "paper", "predicts", "statement", "measure", "value", "ci_low", "ci_high",
+           "p_value", "smallest_p", "outcome", "expected", "registered", "verdict", "as_expected", "note"]
+PREDICTIONS = ("holds", "does not hold", None)
+REGISTERED = ("before", "after", None)
 
 
 class ClaimMismatch(AssertionError):
@@ -42,13 +49,45 @@ class Claim:
     outcome: bool
     expected: bool | None
     note: str = ""
+    predicts: str | None = None
+    registered: str | None = None
+    smallest_p: float | None = None
+    alpha: float = 0.05
+    direction: int = 1       # +1: the paper's prediction is a value above `null_value`; -1: below
+    null_value: float = 0.0
+
+    @property
+    def held(self) -> str:
+        return "holds" if self.outcome else "does not hold"
+
+    @property
+    def as_expected(self) -> str:
+        if self.expected is None:
+            return "not checked"
+        return "as expected" if self.outcome == self.expected else "UNEXPECTED"
 
     @property
     def verdict(self) -> str:
-        held = "holds" if self.outcome else "does not hold"
-        if self.expected is None:
-            return f"{held} (not checked)"
-        return f"{held} (as expected)" if self.outcome == self.expected else f"{held} (UNEXPECTED)"
+        if self.smallest_p is not None and self.smallest_p >= self.alpha:
+            return f"inconclusive (underpowered: smallest achievable p = {self.smallest_p:.3g})"
+        if self.predicts is None:
+            return f"beyond the paper: {self.held}"
+        if self.outcome == (self.predicts == "holds"):
+            return "supports the paper"
+        if self.predicts == "does not hold":
+            return "contradicts the paper"  # an effect the paper's account says should not be there
+        low, high = self.ci_low, self.ci_high
+        if low is not None and high is not None:
+            opposite = high < self.null_value if self.direction > 0 else low > self.null_value
+            predicted_side = low > self.null_value if self.direction > 0 else high < self.null_value
+            if opposite:
+                return "contradicts the paper"
+            if predicted_side:  # e.g. a rate well above zero that misses the claim's own bar
+                return "inconclusive (in the predicted direction, but the claim's criterion is not met)"
+            return "inconclusive (CI spans the null)"
+        if self.value is not None and (self.value - self.null_value) * self.direction < 0:
+            return "contradicts the paper"  # no CI, but the value lies on the other side
+        return "inconclusive (no CI)"
 
 
 def _num(x: float | None) -> float | None:
@@ -68,34 +107,60 @@ class ClaimsRecord:
 
     def check(self, claim: str, *, statement: str, measure: str, value: float | None,
               outcome: bool, expected: bool | None, paper: str = "", ci: tuple | None = None,
-              p_value: float | None = None, note: str = "") -> None:
+              p_value: float | None = None, note: str = "", predicts: str | None = None,
+              registered: str | None = None, smallest_p: float | None = None, alpha: float = 0.05,
+              direction: int = 1, null_value: float = 0.0) -> None:
         """Record a claim and assert its outcome equals the profile's expectation."""
         if expected is not None and not isinstance(expected, bool):
             raise TypeError(f"expectation for {claim!r} must be true, false or null, got {expected!r}")
+        if predicts not in PREDICTIONS:
+            raise ValueError(f"predicts for {claim!r} must be one of {PREDICTIONS}, got {predicts!r}")
+        if registered not in REGISTERED:
+            raise ValueError(f"registered for {claim!r} must be one of {REGISTERED}, got {registered!r}")
         ci_low, ci_high = (ci if ci is not None else (None, None))
         entry = Claim(self.notebook, claim, paper, statement, measure, _num(value), _num(ci_low),
-                      _num(ci_high), _num(p_value), bool(outcome), expected, note)
+                      _num(ci_high), _num(p_value), bool(outcome), expected, note, predicts, registered,
+                      _num(smallest_p), alpha, direction, null_value)
         self.claims = [c for c in self.claims if c.claim != claim] + [entry]
         self.save()
         if expected is not None and bool(outcome) != expected:
             raise ClaimMismatch(
-                f"{self.notebook}: claim {claim!r} {entry.verdict}: measured {measure} = {value} "
+                f"{self.notebook}: claim {claim!r} {entry.held} (UNEXPECTED): measured {measure} = {value} "
                 f"(CI {ci_low}, {ci_high}; p = {p_value}), expected outcome {expected}. If this "
                 "result is real, change the expectation in the profile and the notebook's prose.")
 
     def path(self) -> Path:
         return paths.figures_dir(self.profile) / "claims" / f"{self.notebook}.json"
 
+    def rows(self) -> list[dict]:
+        return [dataclasses.asdict(c) | {"verdict": c.verdict, "as_expected": c.as_expected} for c in self.claims]
+
     def save(self) -> Path:
-        rows = [dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.claims]
-        return write_text_atomic(self.path(), json.dumps(rows, indent=1))
+        return write_text_atomic(self.path(), json.dumps(self.rows(), indent=1))
 
     def table(self) -> pd.DataFrame:
-        return to_frame([dataclasses.asdict(c) | {"verdict": c.verdict} for c in self.claims])
+        return to_frame(self.rows())
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+MD_COLUMNS = ["notebook", "claim", "statement", "paper predicts", "our expectation", "measured", "p (smallest)",
+              "verdict", "note"]
+
+
+def _md_row(r: dict) -> list[str]:
+    expected = {True: "holds", False: "does not hold", None: "not checked"}[r.get("expected")]
+    if r.get("registered"):
+        expected += f" (set {r['registered']} measuring)"
+    measured = f"{r.get('measure', '')} = {_fmt(r.get('value'))}"
+    if r.get("ci_low") is not None and r.get("ci_high") is not None:
+        measured += f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+    p = _fmt(r.get("p_value")) + (f" ({_fmt(r['smallest_p'])})" if r.get("smallest_p") is not None else "")
+    verdict = r.get("verdict", "") + ("" if r.get("as_expected") != "UNEXPECTED" else "; UNEXPECTED")
+    return [_fmt(r.get("notebook")), _fmt(r.get("claim")), _fmt(r.get("statement")), _fmt(r.get("predicts") or "not in the paper"),
+            _fmt(expected), _fmt(measured), p, _fmt(verdict), _fmt(r.get("note"))]
 
 
 def _fmt(x) -> str:
@@ -114,10 +179,15 @@ def gather(profile: str = "default") -> pd.DataFrame:
         rows += json.loads(file.read_text())
     frame = to_frame(rows)
     frame.to_csv(folder / "claims.csv", index=False)
+    verdicts = frame.verdict.fillna("").str.split(" [(]|:", regex=True).str[0].value_counts()
     lines = [f"# Claims table (profile `{profile}`)", "",
-             "Every row was computed by the notebook named in it; `expected` is the outcome the "
-             "profile asserts (empty = not checked).", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+             "Every row was computed by the notebook named in it. *Paper predicts*: what the paper's account "
+             "says the outcome should be. *Our expectation*: the outcome the profile asserts (a flip fails the run), "
+             "and whether it was set before or after measuring. *Verdict*: the measurement read against the paper — "
+             "supports, contradicts, or inconclusive (the design cannot reach p < alpha, or the CI spans the null). "
+             "*p (smallest)*: the p-value and the smallest the design can produce.", "",
+             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), "",
+             "| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
+    lines += ["| " + " | ".join(_md_row(r)) + " |" for r in rows]
     (folder / "claims.md").write_text("\n".join(lines) + "\n")
     return frame

@@ -140,7 +140,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     table = claims.gather(profile)
     print(f"\n{len(table)} claims -> {paths.display_path(figures / 'claims.md')}")
     if len(table):
-        print(table[["notebook", "claim", "verdict"]].to_string(index=False))
+        print(table[["notebook", "claim", "verdict", "as_expected"]].to_string(index=False))
     print(f"total {frame.seconds.sum():.1f} s")
     if failed:
         print(f"FAILED notebooks: {', '.join(failed)} (executed copies in {paths.display_path(out)})")

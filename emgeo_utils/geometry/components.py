@@ -1,0 +1,204 @@
+"""Claim 2 taken apart, with a null that redraws the samples and re-runs the selection.
+
+The paper-like statistic (mean max-cosine of the inducing set to the harmful set, minus that
+of the comparison set, features shared with the harmful set counted with cosine 1) mixes two
+things. **overlap**: how many more features the inducing set shares with the harmful set —
+activation overlap, which the selection can produce by itself. **distinct**: the same
+difference with shared features dropped — the geometry of distinct features, which is the
+superposition claim proper. **combined**: the paper-like mixture of both.
+
+The null shuffles the *sample* labels (inducing vs comparison samples of the domain), selects
+both sets again from the shuffled samples and recomputes every component, so the variability
+of which samples were drawn is in it; the CI resamples samples within every group (the
+harmful set re-selected too). Selection runs on a batch of relabellings at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from emgeo_utils.core.stats import permutation_p
+from emgeo_utils.features.selection import CONTRASTS
+from emgeo_utils.geometry.similarity import unit_rows
+
+COMPONENTS = ("overlap", "distinct", "combined")
+
+
+def group_moments(acts: torch.Tensor, groups: np.ndarray, contrast: str):
+    """Per-row means (and population variances for `standardized`) of `acts` [n, d] over each
+    row of sample indices `groups` [m, size] (repeats count again, as a resample needs)."""
+    rows = acts[torch.from_numpy(np.asarray(groups, np.int64))]  # [m, size, d]
+    mean = rows.mean(1)
+    if contrast == "mean_diff":
+        return mean, None
+    return mean, (rows * rows).mean(1) - mean * mean
+
+
+def select_batch(mean_a, var_a, n_a, mean_r, var_r, n_r, k: int, contrast: str):
+    """Top-k features per row by contrast (positive scores only): indices [m, k] and a validity mask,
+    exactly as `selection.select` ranks them."""
+    if contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {contrast!r}; use one of {CONTRASTS}")
+    diff = mean_a - mean_r
+    if contrast == "standardized":
+        var_a = var_a * n_a / max(n_a - 1, 1)  # unbiased, as torch.var
+        var_r = var_r * n_r / max(n_r - 1, 1)
+        diff = diff / ((var_a + var_r) / 2).sqrt().clamp(min=1e-6)
+    top = torch.topk(diff, min(k, diff.shape[1]), dim=1)
+    return top.indices, top.values > 0
+
+
+class FeatureScores:
+    """Per-feature similarity to a fixed harmful set, for every feature of the dictionary."""
+
+    def __init__(self, unit: torch.Tensor, harmful: torch.Tensor, reduce: str):
+        if reduce not in ("max", "mean"):
+            raise ValueError(f"reduce must be max or mean, got {reduce!r}")
+        self.in_harmful = torch.zeros(unit.shape[0], dtype=torch.bool)
+        self.in_harmful[harmful] = True
+        if len(harmful) == 0:
+            self.include = self.others = torch.full((unit.shape[0],), float("nan"), dtype=torch.float64)
+            return
+        sims = unit @ unit[harmful].T  # [d_sae, |H|]
+        self_col = harmful[None, :] == torch.arange(unit.shape[0])[:, None]
+        if reduce == "max":
+            self.include = sims.max(1).values
+            self.others = sims.masked_fill(self_col, -float("inf")).max(1).values
+        else:
+            self.include = sims.mean(1)
+            others_n = len(harmful) - self_col.sum(1)
+            self.others = (sims.masked_fill(self_col, 0).sum(1) / others_n.clamp(min=1)).masked_fill(others_n == 0, float("nan"))
+
+
+def _set_stats(scores: FeatureScores, idx: torch.Tensor, valid: torch.Tensor, shared: str) -> dict[str, torch.Tensor]:
+    """Per row of selected sets: overlap count, distinct-neighbour mean and the `shared`-handled mean."""
+    inh = scores.in_harmful[idx] & valid
+    overlap = inh.sum(1).double()
+    distinct_mask = valid & ~inh
+    include = scores.include[idx]
+    with np.errstate(invalid="ignore"):
+        distinct = (include * distinct_mask).sum(1) / distinct_mask.sum(1)  # NaN when every feature is shared
+        per = scores.others[idx] if shared == "others" else include
+        combined = (torch.nan_to_num(per, nan=0.0) * valid).sum(1) / (valid & per.isfinite()).sum(1)
+    if shared == "drop":
+        combined = distinct
+    return {"overlap": overlap, "distinct": distinct, "combined": combined}
+
+
+class Decomposition:
+    """Inducing vs comparison set, each selected against `reference` samples (symmetric) or
+    against each other (mirror), compared in their proximity to the harmful set.
+
+    `groups`: sample indices of "inducing", "comparison", "reference", "harmful", "helpful".
+    """
+
+    def __init__(self, acts: torch.Tensor, w_dec: torch.Tensor, groups: dict[str, np.ndarray], k: int,
+                 contrast: str = "mean_diff", selection: str = "symmetric", reduce: str = "max", shared: str = "include"):
+        if selection not in ("symmetric", "mirror"):
+            raise ValueError(f"selection must be symmetric or mirror, got {selection!r}")
+        self.acts = acts.double()
+        self.unit = unit_rows(w_dec.double())
+        self.groups = {name: np.asarray(idx, np.int64) for name, idx in groups.items()}
+        for name in ("inducing", "comparison", "harmful", "helpful") + (("reference",) if selection == "symmetric" else ()):
+            if len(self.groups.get(name, ())) < 2:
+                raise ValueError(f"the {name} group has {len(self.groups.get(name, ()))} samples; it needs at least 2")
+        self.k, self.contrast, self.selection, self.reduce, self.shared = k, contrast, selection, reduce, shared
+
+    # --- selection -------------------------------------------------------------------------------
+    def _select(self, a_groups: np.ndarray, ref_mean, ref_var, n_ref: int):
+        """Top-k per row of `a_groups` [m, size] against one reference (its mean and variance)."""
+        m, size = a_groups.shape
+        chunk = max(1, int(2 ** 25 // max(1, size * self.acts.shape[1])))  # bounds the [chunk, size, d] gather
+        idx, valid = [], []
+        for start in range(0, m, chunk):
+            ma, va = group_moments(self.acts, a_groups[start:start + chunk], self.contrast)
+            i, v = select_batch(ma, va, size, ref_mean.expand_as(ma), None if ref_var is None else ref_var.expand_as(ma),
+                                n_ref, self.k, self.contrast)
+            idx.append(i)
+            valid.append(v)
+        return torch.cat(idx), torch.cat(valid)
+
+    def _reference(self, group: np.ndarray):
+        mean, var = group_moments(self.acts, group[None, :], self.contrast)
+        return mean, var, len(group)
+
+    def sets(self, ind: np.ndarray, comp: np.ndarray, ref: np.ndarray | None = None) -> tuple:
+        """Selected (indices, valid) of the inducing and comparison sets, for rows of sample groups
+        `ind` [m, n_a] and `comp` [m, n_b]; symmetric selection uses the one reference group `ref`."""
+        if self.selection == "symmetric":
+            r = self._reference(self.groups["reference"] if ref is None else ref)
+            return self._select(ind, *r), self._select(comp, *r)
+        a = [self._select(ind[i:i + 1], *self._reference(comp[i])) for i in range(len(ind))]
+        b = [self._select(comp[i:i + 1], *self._reference(ind[i])) for i in range(len(ind))]
+        cat = lambda parts: (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))  # noqa: E731
+        return cat(a), cat(b)
+
+    def harmful_set(self, harmful: np.ndarray | None = None, helpful: np.ndarray | None = None) -> torch.Tensor:
+        h = self.groups["harmful"] if harmful is None else harmful
+        idx, valid = self._select(h[None, :], *self._reference(self.groups["helpful"] if helpful is None else helpful))
+        return idx[0][valid[0]]
+
+    # --- statistics ------------------------------------------------------------------------------
+    def _differences(self, scores: FeatureScores, a, b) -> dict[str, torch.Tensor]:
+        sa, sb = _set_stats(scores, *a, self.shared), _set_stats(scores, *b, self.shared)
+        out = {c: sa[c] - sb[c] for c in COMPONENTS}
+        out |= {f"{c}_query": sa[c] for c in COMPONENTS} | {f"{c}_reference": sb[c] for c in COMPONENTS}
+        out["n_distinct_query"] = (a[1] & ~scores.in_harmful[a[0]]).sum(1).double()
+        out["n_distinct_reference"] = (b[1] & ~scores.in_harmful[b[0]]).sum(1).double()
+        return out
+
+    def observed(self) -> dict:
+        g = self.groups
+        harmful = self.harmful_set()
+        scores = FeatureScores(self.unit, harmful, self.reduce)
+        a, b = self.sets(g["inducing"][None, :], g["comparison"][None, :])
+        diffs = self._differences(scores, a, b)
+        self._harmful, self._scores, self._query = harmful, scores, a[0][0][a[1][0]]
+        return {name: float(v[0]) for name, v in diffs.items()} | {"n_harmful": len(harmful)}
+
+    def null(self, n_perm: int, seed: int) -> dict[str, np.ndarray]:
+        """Every component under `n_perm` relabellings of the inducing / comparison samples (harmful set fixed)."""
+        if not hasattr(self, "_scores"):
+            self.observed()
+        g = self.groups
+        pool = np.concatenate([g["inducing"], g["comparison"]])
+        n_a = len(g["inducing"])
+        rng = np.random.default_rng(seed)
+        perms = np.stack([rng.permutation(pool) for _ in range(n_perm)])
+        a, b = self.sets(perms[:, :n_a], perms[:, n_a:])
+        diffs = self._differences(self._scores, a, b)
+        return {c: diffs[c].numpy() for c in COMPONENTS}
+
+    def bootstrap(self, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+        """Every component after resampling samples within each group and selecting every set again."""
+        g = self.groups
+        rng = np.random.default_rng(seed)
+        draw = lambda name: g[name][rng.integers(len(g[name]), size=len(g[name]))]  # noqa: E731
+        out = {c: [] for c in COMPONENTS}
+        for _ in range(n_boot):
+            harmful = self.harmful_set(draw("harmful"), draw("helpful"))
+            scores = FeatureScores(self.unit, harmful, self.reduce)
+            ref = draw("reference") if self.selection == "symmetric" else None
+            a, b = self.sets(draw("inducing")[None, :], draw("comparison")[None, :], ref)
+            diffs = self._differences(scores, a, b)
+            for c in COMPONENTS:
+                out[c].append(float(diffs[c][0]))
+        return {c: np.asarray(v) for c, v in out.items()}
+
+
+def decompose(dec: Decomposition, n_perm: int = 1000, n_boot: int = 200, seed: int = 0) -> dict:
+    """Observed components, selection-aware p (one-sided: inducing > comparison) and bootstrap CIs."""
+    obs = dec.observed()
+    null = dec.null(n_perm, seed) if n_perm else None
+    boots = dec.bootstrap(n_boot, seed + 1) if n_boot else None
+    out = dict(obs)
+    for c in COMPONENTS:
+        value = obs[c]
+        finite = null[c][np.isfinite(null[c])] if null is not None else np.array([])
+        out[f"p_{c}"] = permutation_p(value, finite) if np.isfinite(value) and len(finite) else float("nan")
+        b = boots[c][np.isfinite(boots[c])] if boots is not None else np.array([])
+        lo, hi = np.quantile(b, [0.025, 0.975]) if len(b) > 10 else (np.nan, np.nan)
+        out[f"ci_low_{c}"], out[f"ci_high_{c}"] = float(lo), float(hi)
+    out["n_perm"], out["smallest_p"] = n_perm, 1 / (1 + n_perm) if n_perm else float("nan")
+    return out
