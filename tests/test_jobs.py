@@ -82,3 +82,12 @@ def test_side_by_side_jobs_print_one_line_each_with_a_count(capsys, fresh_cache)
     jobs.run_all(toy.train_toy, kwargs, workers=2, desc="toys")
     out = capsys.readouterr().out
     assert "toys: 1/2 done" in out and "toys: 2/2 done" in out and "about" in out
+
+
+def test_progress_of_a_long_list_prints_about_ten_lines(capsys):
+    progress = jobs.Progress("probe", 72)
+    for _ in range(72):
+        progress.update()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("probe: 1/72 done") and lines[-1].startswith("probe: 72/72 done")
+    assert 8 <= len(lines) <= 12, lines

@@ -115,3 +115,16 @@ def test_random_set_null_finds_planted_neighbours_only():
     dec = Decomposition(acts, w, g, k=10)
     dec.observed()
     assert random_set_p(dec, freqs, 199, 0, "distinct")[0] > 0.05
+
+
+@pytest.mark.parametrize("reduce", ["max", "mean"])
+def test_scores_of_some_rows_equal_scores_of_all(reduce):
+    from emgeo_utils.geometry.components import FeatureScores
+    from emgeo_utils.geometry.similarity import unit_rows
+
+    unit = unit_rows(dictionary())
+    harmful = torch.from_numpy(HARMFUL)
+    rows = torch.tensor([0, 3, 9, 40, 100])
+    full, part = FeatureScores(unit, harmful, reduce), FeatureScores(unit, harmful, reduce, rows)
+    assert torch.allclose(full.include[rows], part.include[rows]) and torch.allclose(full.others[rows], part.others[rows])
+    assert part.include.isnan().sum() == len(unit) - len(rows)

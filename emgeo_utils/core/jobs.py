@@ -54,15 +54,22 @@ def _call(fn: Callable, kwargs: dict):
 
 
 class Progress:
-    """One line per finished job: `desc: k/n done, 1m 20s elapsed, about 2m left` (readable in a
-    log where several workers finish out of order, and in an executed notebook)."""
+    """A line per finished job: `desc: k/n done, 1m 20s elapsed, about 2m left` (readable in a
+    log where several workers finish out of order, and in an executed notebook). Long lists print
+    the first and last job and about every tenth in between (or every 30 s), not 70 lines."""
 
     def __init__(self, desc: str, total: int):
         self.desc, self.total, self.done, self.start = desc, total, 0, time.perf_counter()
+        self.last_shown, self.last_time = 0, self.start
 
     def update(self) -> None:
         self.done += 1
-        elapsed = time.perf_counter() - self.start
+        now = time.perf_counter()
+        elapsed = now - self.start
+        if not (self.done in (1, self.total) or self.done - self.last_shown >= max(1, self.total // 10)
+                or now - self.last_time >= 30):
+            return
+        self.last_shown, self.last_time = self.done, now
         left = elapsed / self.done * (self.total - self.done)
         print(f"{self.desc}: {self.done}/{self.total} done, {_duration(elapsed)} elapsed"
               + (f", about {_duration(left)} left" if self.done < self.total else ""), flush=True)

@@ -52,23 +52,29 @@ def select_batch(mean_a, var_a, n_a, mean_r, var_r, n_r, k: int, contrast: str):
 class FeatureScores:
     """Per-feature similarity to a fixed harmful set, for every feature of the dictionary."""
 
-    def __init__(self, unit: torch.Tensor, harmful: torch.Tensor, reduce: str):
+    def __init__(self, unit: torch.Tensor, harmful: torch.Tensor, reduce: str, rows: torch.Tensor | None = None):
+        """Scores every feature, or only `rows` (the others stay NaN): a resample needs only the
+        features its sets selected, which keeps a 131k-wide dictionary out of every bootstrap step."""
         if reduce not in ("max", "mean"):
             raise ValueError(f"reduce must be max or mean, got {reduce!r}")
-        self.in_harmful = torch.zeros(unit.shape[0], dtype=torch.bool)
+        n = unit.shape[0]
+        self.in_harmful = torch.zeros(n, dtype=torch.bool)
         self.in_harmful[harmful] = True
+        self.include = torch.full((n,), float("nan"), dtype=torch.float64)
+        self.others = self.include.clone()
         if len(harmful) == 0:
-            self.include = self.others = torch.full((unit.shape[0],), float("nan"), dtype=torch.float64)
             return
-        sims = unit @ unit[harmful].T  # [d_sae, |H|]
-        self_col = harmful[None, :] == torch.arange(unit.shape[0])[:, None]
+        rows = torch.arange(n) if rows is None else rows
+        sims = unit[rows] @ unit[harmful].T  # [len(rows), |H|]
+        self_col = harmful[None, :] == rows[:, None]
         if reduce == "max":
-            self.include = sims.max(1).values
-            self.others = sims.masked_fill(self_col, -float("inf")).max(1).values
+            self.include[rows] = sims.max(1).values
+            self.others[rows] = sims.masked_fill(self_col, -float("inf")).max(1).values
         else:
-            self.include = sims.mean(1)
             others_n = len(harmful) - self_col.sum(1)
-            self.others = (sims.masked_fill(self_col, 0).sum(1) / others_n.clamp(min=1)).masked_fill(others_n == 0, float("nan"))
+            self.include[rows] = sims.mean(1)
+            self.others[rows] = (sims.masked_fill(self_col, 0).sum(1) / others_n.clamp(min=1)).masked_fill(
+                others_n == 0, float("nan"))
 
 
 def _set_stats(scores: FeatureScores, idx: torch.Tensor, valid: torch.Tensor, shared: str) -> dict[str, torch.Tensor]:
@@ -154,12 +160,12 @@ class Decomposition:
         scores = FeatureScores(self.unit, harmful, self.reduce)
         a, b = self.sets(g["inducing"][None, :], g["comparison"][None, :])
         diffs = self._differences(scores, a, b)
-        self._harmful, self._scores, self._query = harmful, scores, a[0][0][a[1][0]]
+        self.harmful, self.scores, self.query = harmful, scores, a[0][0][a[1][0]]  # for the random-set null and plots
         return {name: float(v[0]) for name, v in diffs.items()} | {"n_harmful": len(harmful)}
 
     def null(self, n_perm: int, seed: int) -> dict[str, np.ndarray]:
         """Every component under `n_perm` relabellings of the inducing / comparison samples (harmful set fixed)."""
-        if not hasattr(self, "_scores"):
+        if not hasattr(self, "scores"):
             self.observed()
         g = self.groups
         pool = np.concatenate([g["inducing"], g["comparison"]])
@@ -167,7 +173,7 @@ class Decomposition:
         rng = np.random.default_rng(seed)
         perms = np.stack([rng.permutation(pool) for _ in range(n_perm)])
         a, b = self.sets(perms[:, :n_a], perms[:, n_a:])
-        diffs = self._differences(self._scores, a, b)
+        diffs = self._differences(self.scores, a, b)
         return {c: diffs[c].numpy() for c in COMPONENTS}
 
     def bootstrap(self, n_boot: int, seed: int) -> dict[str, np.ndarray]:
@@ -178,9 +184,9 @@ class Decomposition:
         out = {c: [] for c in COMPONENTS}
         for _ in range(n_boot):
             harmful = self.harmful_set(draw("harmful"), draw("helpful"))
-            scores = FeatureScores(self.unit, harmful, self.reduce)
             ref = draw("reference") if self.selection == "symmetric" else None
             a, b = self.sets(draw("inducing")[None, :], draw("comparison")[None, :], ref)
+            scores = FeatureScores(self.unit, harmful, self.reduce, torch.unique(torch.cat([a[0][0], b[0][0]])))
             diffs = self._differences(scores, a, b)
             for c in COMPONENTS:
                 out[c].append(float(diffs[c][0]))

@@ -79,7 +79,7 @@ def groups(samples: list[dict], domain: str, comparison: str = "non_inducing") -
 def random_set_p(dec: Decomposition, frequencies: torch.Tensor, n_random: int, seed: int, component: str) -> tuple[float, float]:
     """The inducing set's mean (`combined` or `distinct`) against frequency-matched random sets
     scored the same way; random sets hold harmful features only where the component counts them."""
-    scores, query = dec._scores, dec._query
+    scores, query = dec.scores, dec.query
     if component == "distinct":
         query = query[~scores.in_harmful[query]]
     if not len(query) or not n_random:
