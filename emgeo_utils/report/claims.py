@@ -184,7 +184,8 @@ def gather(profile: str = "default") -> pd.DataFrame:
              "Every row was computed by the notebook named in it. *Paper predicts*: what the paper's account "
              "says the outcome should be. *Our expectation*: the outcome the profile asserts (a flip fails the run), "
              "and whether it was set before or after measuring. *Verdict*: the measurement read against the paper — "
-             "supports, contradicts, or inconclusive (the design cannot reach p < alpha, or the CI spans the null). "
+             "supports, contradicts, or inconclusive (the design cannot reach p < alpha, the CI spans the null, or the "
+             "effect points the predicted way but misses the claim's own criterion). "
              "*p (smallest)*: the p-value and the smallest the design can produce.", "",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), "",
              "| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
