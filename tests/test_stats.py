@@ -103,3 +103,16 @@ def test_confidence_intervals_cover():
     boot_cover = np.mean([(lambda ci: ci[0] <= 0.5 <= ci[1])(
         stats.bootstrap_ci(rng.normal(0.5, 1, 40), rng.normal(0, 1, 40), n_boot=300, seed=i)) for i in range(200)])
     assert 0.88 <= boot_cover <= 0.99  # percentile intervals undercover a little at n = 40
+
+
+def test_welch_ci_is_scipys_interval_and_covers():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(1, 1, 5), rng.normal(0, 2, 4)
+    diff, lo, hi = stats.welch_ci(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(a.mean() - b.mean()) and (lo, hi) == pytest.approx((ref.low, ref.high))
+    cover = np.mean([(lambda r: r[1] <= 1.0 <= r[2])(stats.welch_ci(rng.normal(1, 1, 3), rng.normal(0, 1, 3)))
+                     for _ in range(N_SIM)])
+    assert 0.92 <= cover <= 0.98

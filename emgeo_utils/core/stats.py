@@ -6,7 +6,6 @@ and computed as (1 + #{null >= observed}) / (1 + n), which is valid for any fini
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -106,6 +105,22 @@ def seed_level_test(a, b=None) -> tuple[float, float]:
     return float(a.mean() - b.mean()), float(res.pvalue)
 
 
+def welch_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its Welch t-interval (Welch-Satterthwaite degrees of freedom), the
+    interval that goes with `seed_level_test(a, b)`."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = sps.t.ppf(0.5 + level / 2, df) * se
+    return diff, diff - half, diff + half
+
+
 def bh_qvalues(p_values) -> np.ndarray:
     """Benjamini-Hochberg q-values (NaN p-values stay NaN and do not count)."""
     p = np.asarray(p_values, float)
@@ -163,12 +178,6 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def cohens_d(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / max(len(a) + len(b) - 2, 1))
-    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
-
-
 def frequency_matched_draws(frequencies: np.ndarray, query: np.ndarray, n_draws: int, seed: int,
                             exclude: np.ndarray | None = None, n_bins: int = 10) -> np.ndarray:
     """Random feature sets like `query` in activation frequency: [n_draws, len(query)] indices.
@@ -223,37 +232,6 @@ def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, 
     null = _row_pearson(np.broadcast_to(rx, (n_boot, len(x))), ry[np.argsort(rng.random((n_boot, len(y))), axis=1)])
     lo, hi = (np.quantile(boots, [0.025, 0.975]) if len(boots) else (np.nan, np.nan))
     return rho, float(lo), float(hi), permutation_p(rho, null)
-
-
-@dataclasses.dataclass
-class SetTest:
-    """Result of `set_proximity_test`: is set A closer to the targets than set B?"""
-
-    mean_a: float
-    mean_b: float
-    difference: float
-    ci: tuple[float, float]
-    p_permutation: float
-    p_random: float
-    cohens_d: float
-    n_a: int
-    n_b: int
-
-    def significant(self, alpha: float = 0.05) -> bool:
-        return bool(self.difference > 0 and self.p_permutation < alpha)
-
-
-def set_proximity_test(score_a: np.ndarray, score_b: np.ndarray, random_means: np.ndarray | None = None,
-                       n_perm: int = 5000, n_boot: int = 2000, seed: int = 0) -> SetTest:
-    """Compare per-feature proximity scores of two sets: permutation p (A vs B labels), the
-    p of A's mean against means of random sets, bootstrap CI of the difference."""
-    diff, p_perm = mean_difference_test(score_a, score_b, n_perm, seed)
-    ci = bootstrap_ci(score_a, score_b, n_boot=n_boot, seed=seed + 1) if len(score_a) and len(score_b) else (np.nan, np.nan)
-    p_rand = permutation_p(float(np.mean(score_a)), np.asarray(random_means)) if random_means is not None and len(score_a) else float("nan")
-    return SetTest(float(np.mean(score_a)) if len(score_a) else float("nan"),
-                   float(np.mean(score_b)) if len(score_b) else float("nan"), diff, ci, p_perm, p_rand,
-                   cohens_d(score_a, score_b) if len(score_a) > 1 and len(score_b) > 1 else float("nan"),
-                   len(score_a), len(score_b))
 
 
 def seed_summary(frame: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:

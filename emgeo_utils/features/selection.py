@@ -21,15 +21,23 @@ from emgeo_utils.core.files import write_text_atomic
 CONTRASTS = ("mean_diff", "standardized")
 
 
-def contrast_scores(acts: torch.Tensor, reference: torch.Tensor, contrast: str = "mean_diff") -> torch.Tensor:
-    """Per-feature score of `acts` [n, d_sae] against `reference` [m, d_sae]."""
+def contrast_of(mean_a: torch.Tensor, var_a: torch.Tensor | None, mean_r: torch.Tensor, var_r: torch.Tensor | None,
+                contrast: str = "mean_diff") -> torch.Tensor:
+    """The contrast from group means and unbiased variances (the variances only for `standardized`);
+    `contrast_scores` and the batched re-selection of `geometry.components` both rank by it."""
     if contrast not in CONTRASTS:
         raise ValueError(f"unknown contrast {contrast!r}; use one of {CONTRASTS}")
-    diff = acts.double().mean(0) - reference.double().mean(0)
+    diff = mean_a - mean_r
     if contrast == "mean_diff":
         return diff
-    pooled = ((acts.double().var(0) + reference.double().var(0)) / 2).sqrt()
-    return diff / pooled.clamp(min=1e-6)
+    return diff / ((var_a + var_r) / 2).sqrt().clamp(min=1e-6)
+
+
+def contrast_scores(acts: torch.Tensor, reference: torch.Tensor, contrast: str = "mean_diff") -> torch.Tensor:
+    """Per-feature score of `acts` [n, d_sae] against `reference` [m, d_sae]."""
+    a, r = acts.double(), reference.double()
+    spread = contrast == "standardized"
+    return contrast_of(a.mean(0), a.var(0) if spread else None, r.mean(0), r.var(0) if spread else None, contrast)
 
 
 def select(acts: torch.Tensor, reference: torch.Tensor, k: int, contrast: str = "mean_diff") -> torch.Tensor:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emgeo_utils.core.stats import permutation_p
-from emgeo_utils.features.selection import CONTRASTS
+from emgeo_utils.core.stats import mean_ci, permutation_p, seed_level_test
+from emgeo_utils.features.selection import contrast_of
 from emgeo_utils.geometry.similarity import unit_rows
 
 COMPONENTS = ("overlap", "distinct", "combined")
@@ -37,15 +37,10 @@ def group_moments(acts: torch.Tensor, groups: np.ndarray, contrast: str):
 
 def select_batch(mean_a, var_a, n_a, mean_r, var_r, n_r, k: int, contrast: str):
     """Top-k features per row by contrast (positive scores only): indices [m, k] and a validity mask,
-    exactly as `selection.select` ranks them."""
-    if contrast not in CONTRASTS:
-        raise ValueError(f"unknown contrast {contrast!r}; use one of {CONTRASTS}")
-    diff = mean_a - mean_r
+    exactly as `selection.select` ranks them (`var_*`: population variances, made unbiased here)."""
     if contrast == "standardized":
-        var_a = var_a * n_a / max(n_a - 1, 1)  # unbiased, as torch.var
-        var_r = var_r * n_r / max(n_r - 1, 1)
-        diff = diff / ((var_a + var_r) / 2).sqrt().clamp(min=1e-6)
-    top = torch.topk(diff, min(k, diff.shape[1]), dim=1)
+        var_a, var_r = var_a * n_a / max(n_a - 1, 1), var_r * n_r / max(n_r - 1, 1)  # as torch.var
+    top = torch.topk(contrast_of(mean_a, var_a, mean_r, var_r, contrast), min(k, mean_a.shape[1]), dim=1)
     return top.indices, top.values > 0
 
 
@@ -208,3 +203,17 @@ def decompose(dec: Decomposition, n_perm: int = 1000, n_boot: int = 200, seed: i
         out[f"ci_low_{c}"], out[f"ci_high_{c}"] = float(lo), float(hi)
     out["n_perm"], out["smallest_p"] = n_perm, 1 / (1 + n_perm) if n_perm else float("nan")
     return out
+
+
+def across_seeds(frame, component: str) -> dict:
+    """One component over pretraining seeds (`frame`: one `decompose` row per seed): mean, t-CI and
+    the one-sided t-test whose unit is the seed. With one row (a real model) that run's own
+    selection-aware p and resampled CI stand in."""
+    values = frame[component].to_numpy()
+    per_seed = {"per_seed": values.round(3).tolist(), "per_seed_p": frame[f"p_{component}"].round(4).tolist()}
+    if len(frame) == 1:
+        row = frame.iloc[0]
+        return {"mean": row[component], "ci_low": row.get(f"ci_low_{component}", np.nan),
+                "ci_high": row.get(f"ci_high_{component}", np.nan), "p_seeds": row[f"p_{component}"]} | per_seed
+    mean, lo, hi = mean_ci(values)
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "p_seeds": seed_level_test(values)[1]} | per_seed

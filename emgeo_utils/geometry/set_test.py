@@ -1,10 +1,9 @@
 """The paper's geometry test: is one feature set closer to the harmful set than another?
 
-`compare_sets` tests two given sets (its permutation null shuffles features: it knows nothing
-of how the sets were chosen); `run` selects the sets of one inducing domain from a feature
-corpus and tests them with `components.Decomposition` (overlap, distinct, combined; the null
-re-runs the selection on shuffled samples), for one analysis; `variant_grid` does it for a
-grid of analyses, with Benjamini-Hochberg q-values.
+`run` selects the sets of one inducing domain from a feature corpus and tests them with
+`components.Decomposition` (overlap, distinct, combined; the null re-runs the selection on
+shuffled samples, so it knows how the sets were chosen), for one analysis; `variant_grid` does
+it for a grid of analyses (the caller adds q-values over the family it tests).
 
 An *analysis* fixes every choice: readout, contrast, k, shared-feature handling, reduction,
 selection and layer. Notebooks fix the primary analysis in their parameters before looking at
@@ -20,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emgeo_utils.core.stats import bh_qvalues, frequency_matched_draws, permutation_p, set_proximity_test
+from emgeo_utils.core.stats import frequency_matched_draws, permutation_p
 from emgeo_utils.features import selection as feature_sets
 from emgeo_utils.geometry.components import Decomposition, decompose
-from emgeo_utils.geometry.similarity import overlap, set_similarity
+from emgeo_utils.geometry.similarity import set_similarity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,38 +33,6 @@ class Analysis:
     shared: str = "include"  # include | others | drop (see similarity.set_similarity)
     reduce: str = "max"      # max | mean cosine to the harmful set
     selection: str = "symmetric"  # symmetric (each set vs a common reference) | mirror (see selection.domain_sets)
-
-
-def compare_sets(w_dec: torch.Tensor, query: torch.Tensor, reference: torch.Tensor, targets: torch.Tensor,
-                   frequencies: torch.Tensor | None = None, reduce: str = "max", shared: str = "drop",
-                   n_perm: int = 5000, n_random: int = 1000, seed: int = 0) -> dict:
-    """Is `query` (e.g. inducing features) closer to `targets` (harmful features) than `reference`
-    (e.g. non-inducing features)?
-
-    Per-feature similarity to the targets (`reduce` = max or mean cosine; `shared` handling as in
-    `set_similarity`); a one-sided permutation test of query vs reference; the query mean
-    against frequency-matched random feature sets (the second null); bootstrap CI; and how many
-    features each set shares with the targets.
-    """
-    score_q = set_similarity(w_dec, query, targets, reduce, shared).numpy()
-    score_r = set_similarity(w_dec, reference, targets, reduce, shared).numpy()
-    random_means = None
-    kept_q = query if shared != "drop" else query[~torch.isin(query, targets)]
-    if n_random and len(kept_q):
-        freqs = frequencies if frequencies is not None else torch.ones(w_dec.shape[0])
-        # random sets may hold target features, scored as the query's are (`shared`), except under
-        # `drop`, where the query holds none either
-        exclude = [query, reference] + ([targets] if shared == "drop" else [])
-        draws = frequency_matched_draws(freqs.numpy(), kept_q.numpy(), n_random, seed, exclude=torch.cat(exclude).numpy())
-        per = set_similarity(w_dec, torch.from_numpy(draws.reshape(-1)), targets, reduce, shared)
-        random_means = per.reshape(n_random, -1).mean(1).numpy()
-    result = set_proximity_test(score_q, score_r, random_means, n_perm=n_perm, seed=seed)
-    return {"mean_query": result.mean_a, "mean_reference": result.mean_b, "difference": result.difference,
-            "ci_low": result.ci[0], "ci_high": result.ci[1], "p_permutation": result.p_permutation,
-            "p_random": result.p_random, "cohens_d": result.cohens_d, "n_query": result.n_a,
-            "n_reference": result.n_b, "shared_query": overlap(query, targets),
-            "shared_reference": overlap(reference, targets),
-            "random_mean": float(random_means.mean()) if random_means is not None else float("nan")}
 
 
 def groups(samples: list[dict], domain: str, comparison: str = "non_inducing") -> dict[str, np.ndarray]:
@@ -86,10 +53,9 @@ def random_set_p(dec: Decomposition, frequencies: torch.Tensor, n_random: int, s
         return float("nan"), float("nan")
     exclude = torch.cat([query] + ([torch.nonzero(scores.in_harmful).flatten()] if component == "distinct" else [])).numpy()
     draws = torch.from_numpy(frequency_matched_draws(frequencies.numpy(), query.numpy(), n_random, seed, exclude=exclude))
-    per = (scores.others if dec.shared == "others" and component == "combined" else scores.include)[draws]
-    means = torch.nanmean(per, 1).numpy()
-    observed = torch.nanmean((scores.others if dec.shared == "others" and component == "combined" else scores.include)[query]).item()
-    return permutation_p(observed, means), float(means.mean())
+    per_feature = scores.others if dec.shared == "others" and component == "combined" else scores.include
+    means = torch.nanmean(per_feature[draws], 1).numpy()
+    return permutation_p(torch.nanmean(per_feature[query]).item(), means), float(means.mean())
 
 
 def run(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str, analysis: Analysis,
@@ -110,15 +76,11 @@ def run(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor,
 def variant_grid(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str,
                  readouts, contrasts, ks, shareds, reduces, selections=("symmetric", "mirror"), n_perm: int = 500,
                  seed: int = 0) -> pd.DataFrame:
-    """Every variant's combined difference and its selection-aware p (no CI), with BH q-values over
-    the grid. Exploratory: the primary analysis is fixed in the notebook's parameters."""
+    """Every variant's components and their selection-aware p (no CI). Exploratory: the primary
+    analysis is fixed in the notebook's parameters."""
     rows = [run(acts, samples, w_dec, domain, Analysis(r, c, k, s, m, sel), n_perm, 0, seed, n_boot=0)
             for r, c, k, s, m, sel in itertools.product(readouts, contrasts, ks, shareds, reduces, selections)]
-    frame = pd.DataFrame(rows)
-    frame["difference"] = frame["combined"]
-    frame["p_selection"] = frame["p_combined"]
-    frame["q_bh"] = bh_qvalues(frame["p_selection"])
-    return frame
+    return pd.DataFrame(rows)
 
 
 def per_feature_scores(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str,

@@ -76,7 +76,3 @@ def set_similarity(w_dec: torch.Tensor, query: torch.Tensor, targets: torch.Tens
         out.append(torch.nan_to_num(sims, nan=-float("inf")).max(1).values if reduce == "max" else torch.nanmean(sims, 1))
     return torch.cat(out)
 
-
-def overlap(a: torch.Tensor, b: torch.Tensor) -> int:
-    """How many features two sets share."""
-    return int(torch.isin(a, b).sum())
