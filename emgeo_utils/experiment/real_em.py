@@ -26,7 +26,8 @@ def finetune_config(spec: dict, overrides: dict | None = None) -> FinetuneConfig
               "target_parameters": tuple(lora.get("target_parameters", ())),
               "lr": schedule.get("lr", 1e-5), "batch_size": schedule.get("batch_size", 8),
               "steps": schedule.get("steps"), "epochs": schedule.get("epochs", 1.0 if "steps" not in schedule else None),
-              "checkpoints": tuple(schedule.get("checkpoints", (100,)))} | (overrides or {})
+              "checkpoints": tuple(schedule.get("checkpoints", (100,))),
+              "tail_logits": bool(schedule.get("tail_logits", False))} | (overrides or {})
     return FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 

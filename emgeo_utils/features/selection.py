@@ -79,9 +79,8 @@ def masks(samples: list[dict], domain: str) -> dict[str, torch.Tensor]:
     selection contrasts every set with."""
     sets = np.array([s["meta"]["set"] for s in samples])
     own = np.array([s["meta"]["domain"] for s in samples]) == domain
-    masks = {"inducing": (sets == "inducing") & own, "non_inducing": (sets == "non_inducing") & own,
-             "risky_neutral": (sets == "risky_neutral") & own, "harmful": (sets == "harmful") & ~own,
-             "helpful": (sets == "helpful") & ~own}
+    masks = {name: (sets == name) & own for name in {"inducing", "non_inducing", "risky_neutral"} | set(sets.tolist())}
+    masks |= {"harmful": (sets == "harmful") & ~own, "helpful": (sets == "helpful") & ~own}  # any other set: its own domain's
     masks["reference"] = masks["helpful"]
     return {name: torch.from_numpy(m) for name, m in masks.items()}
 

@@ -1,7 +1,7 @@
 """Screen a fine-tuning dataset: rank its samples by proximity to harmful SAE features.
 
-    python -m emgeo_utils.filtering.screen DATASET.jsonl --model organism --harmful-features figures/feature_sets.json \\
-        --fraction 0.3 --out screened/
+    python -m emgeo_utils.filtering.screen DATASET.jsonl --model smollm2-135m \\
+        --harmful-features figures/smollm2-135m/feature_sets.json --fraction 0.3 --out screened/
     python -m emgeo_utils.filtering.screen data.jsonl --model gemma-2-2b --layer 12 \\
         --harmful-data toxic.jsonl --fraction 0.2 --out screened/
 
@@ -28,6 +28,18 @@ from emgeo_utils.experiment.loader import open_experiment
 from emgeo_utils.features import activations, selection
 from emgeo_utils.filtering import ranking
 from emgeo_utils.models.registry import UnknownModel
+
+MAX_UNKNOWN_SHARE = 0.05  # above this share of unknown tokens a model cannot read the data
+
+
+def unknown_share(tokenizer, samples: list[dict]) -> float:
+    """Share of the samples' tokens (every message's text) the tokenizer maps to its unknown token."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return 0.0
+    ids = [i for s in samples for m in s["messages"] for i in tokenizer(m["content"], add_special_tokens=False)["input_ids"]]
+    return sum(i == unk for i in ids) / max(len(ids), 1)
+
 
 def harmful_set(args, model, tokenizer, sae, layer: int, samples: list[dict], experiment: Experiment,
                 run: Run) -> torch.Tensor:
@@ -78,12 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     layer = args.layer if args.layer is not None else experiment.layer(-1)
     run = experiment.runs([args.seed], [args.world])[0]
+    if not getattr(experiment, "sae_cached", lambda _layer: True)(layer):
+        print(f"note: {args.model} has no SAE at layer {layer} in the cache yet; training it now (minutes; "
+              "`make figures` builds it too)")
     try:
         model, tokenizer, saes = experiment.load(run, [layer])
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sae = saes[layer]
+    unknown = unknown_share(tokenizer, samples)
+    if unknown > MAX_UNKNOWN_SHARE:
+        print(f"error: {args.dataset}: {unknown:.0%} of its tokens are unknown to {args.model}'s vocabulary (more than "
+              f"{MAX_UNKNOWN_SHARE:.0%}); its scores would be noise. "
+              + ("The organism reads only its synthetic world's words: screen real text with --model smollm2-135m "
+                 "(offline, after `make figures`) or a hub model." if experiment.is_organism else ""), file=sys.stderr)
+        return 2
     try:
         harmful = harmful_set(args, model, tokenizer, sae, layer, samples, experiment, run)
     except (readers.DataError, ValueError) as err:

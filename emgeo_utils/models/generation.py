@@ -124,3 +124,22 @@ def answer_logprobs(model, tokenizer, question: str, answers: list[str], history
         pos = torch.arange(len(prompt) - 1, len(s) - 1)
         out[i] = logp[i, pos, torch.tensor(s[len(prompt):])].sum().item()
     return out
+
+
+@torch.no_grad()
+def sample_padded(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int, seed: int,
+                  batch_size: int = 128) -> list[str]:
+    """One answer per conversation at temperature 1 (no top-k, no top-p), in left-padded batches
+    through `model.generate`: far fewer, fuller batches than `sample_answers`' equal-length groups,
+    for architectures whose attention masks left padding (Llama, Gemma-2)."""
+    ids = render(tokenizer, conversations, generation_prompt=True)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stop = stop_ids(model, tokenizer)
+    torch.manual_seed(seed)
+    out = []
+    for start in range(0, len(ids), batch_size):
+        batch = batching.token_batch(ids[start:start + batch_size], pad, side="left")
+        gen = model.generate(**batching.to_model(batch, model), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=stop)
+        out += [decode_answer(tokenizer, seq, stop) for seq in gen[:, batch["input_ids"].shape[1]:].tolist()]
+    return out

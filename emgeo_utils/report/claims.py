@@ -192,3 +192,52 @@ def gather(profile: str = "default") -> pd.DataFrame:
     lines += ["| " + " | ".join(_md_row(r)) + " |" for r in rows]
     (folder / "claims.md").write_text("\n".join(lines) + "\n")
     return frame
+
+
+def by_model(profiles: list[str]) -> pd.DataFrame:
+    """One row per claim, a column per profile's model (the paper's prediction first), from each
+    profile's `claims.csv`; a claim a profile did not run says so. Written beside the first
+    profile's table as `claims_by_model.md` / `.csv`."""
+    frames = {}
+    for profile in profiles:
+        file = paths.figures_dir(profile) / "claims.csv"
+        frames[profile] = pd.read_csv(file) if file.is_file() else to_frame([])
+    label = {p: ("organism" if p in ("default", "large", "test") else p) for p in profiles}
+    keys = list(dict.fromkeys((n, c) for f in frames.values() for n, c in zip(f.notebook, f.claim)))
+    rows = []
+    for notebook, claim in keys:
+        row = {"notebook": notebook, "claim": claim, "paper predicts": "", "statement": ""}
+        for profile, f in frames.items():
+            hit = f[(f.notebook == notebook) & (f.claim == claim)]
+            if not len(hit):
+                row[label[profile]] = "not run in this profile"
+                continue
+            r = hit.iloc[0]
+            row["statement"] = row["statement"] or r.statement
+            row["paper predicts"] = row["paper predicts"] or (r.predicts if isinstance(r.predicts, str) else "not in the paper")
+            value = f"{_fmt(_num(r.value))}" + (f" [{_fmt(_num(r.ci_low))}, {_fmt(_num(r.ci_high))}]"
+                                               if pd.notna(r.ci_low) and pd.notna(r.ci_high) else "")
+            p = f", p {_fmt(_num(r.p_value))}" if pd.notna(r.p_value) else ""
+            row[label[profile]] = f"{r.verdict}: {value}{p}"
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["notebook", "claim", "statement", "paper predicts"] + [label[p] for p in profiles])
+    folder = paths.figures_dir(profiles[0])
+    frame.to_csv(folder / "claims_by_model.csv", index=False)
+    cols = ["notebook", "claim", "paper predicts"] + [label[p] for p in profiles]
+    lines = ["# Claims by model", "", "One row per claim; each model's verdict, value [CI] and p, from its profile's "
+             "claims table (`" + "`, `".join(str(paths.display_path(paths.figures_dir(p) / "claims.md")) for p in profiles)
+             + "`, where the statements and notes are). 'not run in this profile' means the notebook or the claim was not run "
+             "for that model, never a copied number.", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    (folder / "claims_by_model.md").write_text("\n".join(lines) + "\n")
+    return frame
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Merge the claims tables of several profiles, a column per model.")
+    parser.add_argument("--by-model", nargs="+", required=True, metavar="PROFILE")
+    table = by_model(parser.parse_args().by_model)
+    print(f"{len(table)} claims x {len(table.columns) - 4} models -> "
+          f"{paths.display_path(paths.figures_dir(parser.parse_args().by_model[0]) / 'claims_by_model.md')}")

