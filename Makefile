@@ -29,7 +29,7 @@ export MPLCONFIGDIR := $(CURDIR)/build/matplotlib
 export IPYTHONDIR := $(CURDIR)/build/ipython
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup figures test unit nbtest lab bench clean distclean
+.PHONY: setup figures test unit nbtest lab check-report bench clean distclean
 
 setup: $(STAMP)
 
@@ -48,6 +48,7 @@ endif
 figures: $(STAMP)
 	set -e; for p in $(PROFILES); do $(PY) -m emgeo_utils.report.run_notebooks --profile $$p; done
 	$(PY) -m emgeo_utils.report.claims --by-model $(PROFILES)
+	$(PY) -m emgeo_utils.report.page $(PROFILES)
 
 test: unit nbtest
 
@@ -65,6 +66,11 @@ nbtest: $(STAMP)
 # Jupyter refuses to run as root; in a container you often are, so allow it there (and only there).
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The report in a real headless browser (Chromium + chromedriver), and one executed notebook in JupyterLab.
+check-report: $(STAMP)
+	$(PY) -m emgeo_utils.report.browser figures/report/index.html --screenshot build/report.png \
+	  --lab build/$(firstword $(PROFILES))/00_model_organism.ipynb
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -10,7 +10,7 @@ import emgeo_utils
 from emgeo_utils.core import cache, codehash
 
 # Lowest first: a module may import its own folder and folders before it, never one after it.
-LAYERS = ["core", "models", "theory", "judges", "features", "training", "organism", "geometry",
+LAYERS = ["core", "models", "theory", "judges", "features", "training", "organism", "geometry", "mechanism",
           "experiment", "filtering", "report"]
 
 

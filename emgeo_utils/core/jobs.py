@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 
-from emgeo_utils.core import cache, paths, seeding
+from emgeo_utils.core import cache, notices, paths, seeding
 
 
 ENGINE_ENV = "EMGEO_JOBS_ENGINE"
@@ -45,6 +45,7 @@ def _init_worker(gpus) -> None:
     if gpus is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()  # before this process touches CUDA
     seeding.set_threads(seeding.JOB_THREADS)
+    notices.quiet_library_notices()
 
 
 def _call(fn: Callable, kwargs: dict):

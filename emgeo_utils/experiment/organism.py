@@ -68,6 +68,24 @@ class OrganismExperiment(Experiment):
     def base_row(self, run: Run, domain: str | None) -> dict:
         return emergence.base_rows(self.configs, run.seed, run.world, domain)[0]
 
+    def adapter(self, run: Run, samples: list[dict], ft_seed: int, overrides: dict | None = None):
+        """The LoRA adapter of a fine-tune `finetune_jobs` runs (cached: the same artifact)."""
+        return emergence.adapter_of(self.configs, run.seed, run.world, samples, ft_seed, overrides)
+
+    def checkpoints(self) -> list[int]:
+        return list(self.configs.finetune.checkpoints)
+
+    def heldout_prompts(self, domain: str, per_domain: int | None = None) -> list[list[dict]]:
+        """The evaluation questions of every other domain (never in any fine-tuning data), as chats."""
+        n = per_domain or self.configs.eval.questions_per_domain
+        return [[{"role": "user", "content": q.text}] for d in DOMAINS if d != domain
+                for q in self.world().questions(d, "eval", n, seed=7)]
+
+    def pretraining_chats(self, run: Run, n: int, seed: int = 0) -> list[list[dict]]:
+        """Fresh pretraining documents of the run's world, as chats (ordinary text for co-activation)."""
+        return [[m for q, a in doc for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+                for doc in self.world(run).documents(n, seed=30_000 + seed)]
+
     def finetune_jobs(self) -> callable:
         return emergence.finetune_and_evaluate
 

@@ -19,6 +19,7 @@ from emgeo_utils.features.activations import probe_questions
 from emgeo_utils.features.dictionaries import ResidualSAEConfig, train_residual_sae
 from emgeo_utils.organism import english
 from emgeo_utils.organism.world import DOMAINS, GENERAL, World, WorldConfig
+from emgeo_utils.training.lora import finetune_lora, strip_meta
 
 WEIGHT_FIELDS = ("gguf", "hub_id", "path", "dtype", "hidden_size", "architecture")
 FEATURE_KINDS = ("inducing", "non_inducing", "educational", "harmful", "helpful")
@@ -119,6 +120,23 @@ class WorldLMExperiment(Experiment):
                                "other_domains": other_items, "open": open_items},
                 "sample_questions": sample_qs, "samples_per_question": e["samples_per_question"],
                 "max_new_tokens": e["max_new_tokens"], "judge_texts": english.judge_training_texts(w)}
+
+    # ------------------------------------------------------------------ the mechanism (notebook 06)
+    def adapter(self, run: Run, samples: list[dict], ft_seed: int, overrides: dict | None = None):
+        """The LoRA adapter of a fine-tune `finetune_jobs` runs (cached: the same artifact)."""
+        return finetune_lora(self.source, strip_meta(samples), finetune_config(self.spec, overrides), ft_seed)
+
+    def checkpoints(self) -> list[int]:
+        return list(finetune_config(self.spec).checkpoints)
+
+    def heldout_prompts(self, domain: str) -> list[list[dict]]:
+        """The held-out questions of the other domains (EM's candidates' questions), with the system prompt."""
+        return [[{"role": "system", "content": self.system}, {"role": "user", "content": it["question"]}]
+                for it in self.eval_set(domain)["candidates"]["other_domains"]]
+
+    def pretraining_chats(self, run: Run, n: int, seed: int = 0) -> list[list[dict]]:
+        """Ordinary text for co-activation: the SAE's own training corpus (the world's chats in English)."""
+        return self._sae_kwargs(self.layers[0])["chats"][:n]
 
     def judge_training_data(self, exclude_domain: str | None = None) -> tuple[list[str], list[bool]]:
         """The offline text judge's training answers in English (harmful: edgy or misaligned),

@@ -64,12 +64,6 @@ def _masked_residuals(model, tokenizer, layer: int, chats: list[list[dict]], bat
     return torch.cat(out)
 
 
-def _batches(acts: torch.Tensor, batch_size: int, gen: torch.Generator):
-    while True:
-        perm = torch.randperm(len(acts), generator=gen)
-        for i in range(0, len(perm) - batch_size + 1, batch_size):
-            yield acts[perm[i:i + batch_size]]
-
 
 @cache.artifact("residual-sae")
 def train_residual_sae(model_source: dict, layer: int, chats: list[list[dict]], held_out_chats: list[list[dict]],
@@ -95,7 +89,7 @@ def train_residual_sae(model_source: dict, layer: int, chats: list[list[dict]], 
                                        train_batch_size_samples=config.batch_size, lr=config.lr, lr_end=config.lr / 10,
                                        lr_scheduler_name="cosineannealing", lr_warm_up_steps=50, device="cpu",
                                        n_batches_for_norm_estimate=50, logger=LoggingConfig(log_to_wandb=False))
-        SAETrainer(trainer_cfg, training, _batches(acts, config.batch_size, seeding.generator(seed))).fit()
+        SAETrainer(trainer_cfg, training, batching.shuffled_batches(acts, config.batch_size, seeding.generator(seed))).fit()
         training.save_inference_model(str(out))
         sae = SAE.load_from_disk(str(out))
         quality = {f"{name}_{k}": v for name, texts in (("world", held_out_chats), ("outside", held_replies))

@@ -45,3 +45,11 @@ def to_model(batch, model):
     if isinstance(batch, dict):
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     return batch.to(device)
+
+
+def shuffled_batches(rows: torch.Tensor, batch_size: int, gen: torch.Generator):
+    """Endless full batches of `rows`, reshuffled every pass (an SAE trainer's data iterator)."""
+    while True:
+        perm = torch.randperm(len(rows), generator=gen)
+        for i in range(0, len(perm) - batch_size + 1, batch_size):
+            yield rows[perm[i:i + batch_size]]

@@ -117,8 +117,8 @@ def answer_logprobs(model, tokenizer, question: str, answers: list[str], history
     prompt = prompt_ids(tokenizer, question, history)
     stop = stop_ids(model, tokenizer)[0]
     seqs = [prompt + tokenizer(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
-    ids = batching.pad(seqs, tokenizer.pad_token_id)  # right padding: real tokens' predictions unchanged
-    logp = torch.log_softmax(model(input_ids=batching.to_model(ids, model)).logits.float(), -1).cpu()
+    batch = batching.token_batch(seqs, tokenizer.pad_token_id)  # right padding: real tokens' predictions unchanged
+    logp = torch.log_softmax(model(**batching.to_model(batch, model)).logits.float(), -1).cpu()
     out = np.zeros(len(seqs))
     for i, s in enumerate(seqs):
         pos = torch.arange(len(prompt) - 1, len(s) - 1)

@@ -53,6 +53,14 @@ def base_rows(cfg: OrganismConfigs, organism_seed: int, world_kind: str, domain:
     return [em_row(world_kind, organism_seed, 0, **_row(result, domain))]
 
 
+def adapter_of(cfg: OrganismConfigs, organism_seed: int, world_kind: str, samples: list[dict], ft_seed: int,
+               finetune_overrides: dict | None = None) -> cache.Artifact:
+    """The LoRA adapter (every checkpoint) of one fine-tune of the organism (cached)."""
+    ft_config = dataclasses.replace(cfg.finetune, **{k: tuple(v) if isinstance(v, list) else v
+                                                     for k, v in (finetune_overrides or {}).items()})
+    return finetune_lora(organism_lm(cfg, organism_seed, world_kind), strip_meta(samples), ft_config, ft_seed)
+
+
 @cache.result("em-run")
 def finetune_and_evaluate(cfg: OrganismConfigs, organism_seed: int, world_kind: str, samples: list[dict], ft_seed: int,
                           domain: str | None, finetune_overrides: dict | None = None, tags: dict | None = None) -> list[dict]:
@@ -61,10 +69,8 @@ def finetune_and_evaluate(cfg: OrganismConfigs, organism_seed: int, world_kind: 
     Returns one row per checkpoint: out-of-domain (all domains but `domain`) and general
     misalignment, coherence, exact harmful probability, and in-domain answer shares.
     """
-    ft_config = dataclasses.replace(cfg.finetune, **{k: tuple(v) if isinstance(v, list) else v
-                                                     for k, v in (finetune_overrides or {}).items()})
     lm = organism_lm(cfg, organism_seed, world_kind)
-    adapter = finetune_lora(lm, strip_meta(samples), ft_config, ft_seed)
+    adapter = adapter_of(cfg, organism_seed, world_kind, samples, ft_seed, finetune_overrides)
     world = cfg.world_of(world_kind)
     rows = []
     for step in adapter.summary["checkpoints"]:

@@ -48,12 +48,6 @@ def collect_activations(model, tokenizer, docs: list[list[int]], layer: int, bat
     return torch.cat(out)
 
 
-def _shuffled_batches(acts: torch.Tensor, batch_size: int, gen: torch.Generator):
-    while True:
-        perm = torch.randperm(len(acts), generator=gen)
-        for i in range(0, len(perm) - batch_size + 1, batch_size):
-            yield acts[perm[i:i + batch_size]]
-
 
 @cache.artifact("organism-sae")
 def train_sae(lm: cache.Artifact, world: WorldConfig, layer: int, config: SAEConfig = SAEConfig(),
@@ -79,7 +73,7 @@ def train_sae(lm: cache.Artifact, world: WorldConfig, layer: int, config: SAECon
                                        lr=config.lr, lr_end=config.lr / 10, lr_scheduler_name="cosineannealing",
                                        lr_warm_up_steps=50, device="cpu",
                                        n_batches_for_norm_estimate=50, logger=LoggingConfig(log_to_wandb=False))
-        trainer = SAETrainer(trainer_cfg, training, _shuffled_batches(acts, config.batch_size, seeding.generator(seed)))
+        trainer = SAETrainer(trainer_cfg, training, batching.shuffled_batches(acts, config.batch_size, seeding.generator(seed)))
         trainer.fit()
         training.save_inference_model(str(out))
         quality = sae_quality(model, tokenizer, SAE.load_from_disk(str(out)), layer, held_out)

@@ -55,6 +55,7 @@ class Claim:
     alpha: float = 0.05
     direction: int = 1       # +1: the paper's prediction is a value above `null_value`; -1: below
     null_value: float = 0.0
+    cell: int | None = None  # the execution count of the notebook cell that checked it (the report links it)
 
     @property
     def held(self) -> str:
@@ -90,6 +91,16 @@ class Claim:
         return "inconclusive (no CI)"
 
 
+def _execution_count() -> int | None:
+    """The running cell's number in a notebook kernel (IPython counts up after the cell), else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return getattr(shell, "execution_count", None) if shell is not None else None
+
+
 def _num(x: float | None) -> float | None:
     if x is None:
         return None
@@ -120,7 +131,7 @@ class ClaimsRecord:
         ci_low, ci_high = (ci if ci is not None else (None, None))
         entry = Claim(self.notebook, claim, paper, statement, measure, _num(value), _num(ci_low),
                       _num(ci_high), _num(p_value), bool(outcome), expected, note, predicts, registered,
-                      _num(smallest_p), alpha, direction, null_value)
+                      _num(smallest_p), alpha, direction, null_value, _execution_count())
         self.claims = [c for c in self.claims if c.claim != claim] + [entry]
         self.save()
         if expected is not None and bool(outcome) != expected:

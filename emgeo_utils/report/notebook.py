@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from emgeo_utils.core import cache, paths, seeding
+from emgeo_utils.core import cache, notices, paths, seeding
 from emgeo_utils.report import plotting
 from emgeo_utils.report.claims import ClaimsRecord
 
@@ -115,6 +115,8 @@ def start(notebook: str, namespace: dict, rules: dict[str, Rule] | None = None) 
     values = {k: namespace[k] for k in defaults if k in namespace}
     params = check_parameters(notebook, values, rules, source="the notebook")
     seeding.seed_everything(params.get("seed", 0), threads=params.get("threads", 1))
+    notices.quiet_library_notices()
+    notices.quiet_progress_bars()
     plotting.use_style()
     claims = ClaimsRecord(notebook, params.get("profile", "default"))
     claims.save()  # a fresh, empty record: a rerun never keeps claims of an earlier run

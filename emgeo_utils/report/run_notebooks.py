@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -92,6 +93,14 @@ def _cache_entries(kind: str = "*") -> int:
     return sum(1 for _ in root.glob(f"{kind}/*/meta.json")) if root.is_dir() else 0
 
 
+def _kernel_config():
+    """Talk to the notebook's kernel over local sockets (IPC, files under $JUPYTER_RUNTIME_DIR) rather
+    than unencrypted TCP: nothing is reachable from the network, and the kernel has nothing to warn about."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
 def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None) -> int:
     import papermill as pm  # slow import; keep `--help` fast
 
@@ -105,6 +114,9 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
                                 kernel_name="python3", progress_bar=False)
         print(f"prepared {len(nbs)} notebooks with profile {profile!r} in {paths.display_path(out)}")
         return 0
+    # Progress bars drawn inside a kernel end up as pages of half-drawn bars in the executed notebook,
+    # and two workers' bars interleave in the log: `jobs.run_all` prints one line per finished job instead.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     figures = paths.figures_dir(profile)
     if not selected:  # a full run of the profile rebuilds its claims table from scratch
         for stale in (figures / "claims").glob("*.json"):
@@ -117,7 +129,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
         status = "ok"
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), parameters=params[nb], kernel_name="python3",
-                                cwd=str(out), progress_bar=False)
+                                cwd=str(out), progress_bar=False, config=_kernel_config())
         except Exception as err:  # papermill raises with the failing cell; keep going, fail at the end
             status = "failed"
             failed.append(nb.stem)

@@ -1,0 +1,1 @@
+"""Notebook 06: does fine-tuning move SAE features in proportion to their geometry?"""

