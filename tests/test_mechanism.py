@@ -86,6 +86,7 @@ def test_first_order_runs_through_a_llama_adapter():
         central = (step(1e-3) - step(-1e-3)) / 2e-3
     # Llama's RMSNorm computes in float32 even on float64 inputs: finite differences are float32-accurate only
     assert first.shape == (1, 2, 16) and torch.allclose(first, central, atol=1e-5)
+    assert hooks.decoder_layers(peft_model) is hooks.decoder_layers(inner)  # the wrapper finds the same layers
 
 
 def _sae(d_in=16, d_sae=64, k=4):

@@ -40,6 +40,8 @@ def layer_of_hook(hook_name: str) -> int:
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
+    if hasattr(model, "get_base_model"):  # a peft wrapper: its `model` attribute is not the architecture's (Llama's layers)
+        model = model.get_base_model()
     model_type = model.config.model_type
     if model_type not in LAYER_PATHS:
         raise ValueError(f"no layer path known for model type {model_type!r}; add it to hooks.LAYER_PATHS")
