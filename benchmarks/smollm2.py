@@ -48,9 +48,7 @@ def run() -> list[common.Row]:
 
     def extract():
         with peft_model.disable_adapter():
-            # the adapted base model: peft's wrapper does not forward Llama's `model.layers` to the hooks
-            sae_features(peft_model.get_base_model(), tokenizer, sae, layer, samples, probes, ("assistant_mean", "next_turn"),
-                         batch_size=8)
+            sae_features(peft_model, tokenizer, sae, layer, samples, probes, ("assistant_mean", "next_turn"), batch_size=8)
 
     def train_step():
         peft_model.train()

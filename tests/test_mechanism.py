@@ -69,7 +69,7 @@ def test_lora_first_order_matches_finite_differences_and_t1_is_the_fine_tune(tin
 
 
 def test_first_order_runs_through_a_llama_adapter():
-    """SmolLM2's architecture through the adapted base model (peft's wrapper does not forward Llama's `model.layers`)."""
+    """SmolLM2's architecture through peft's wrapper, which does not forward Llama's `model.layers` (hooks unwrap it)."""
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, pad_token_id=0)).double().eval()
@@ -77,16 +77,15 @@ def test_first_order_runs_through_a_llama_adapter():
     for name, p in peft_model.named_parameters():
         if "lora_B" in name:
             p.data.normal_(0, 0.05)
-    inner = peft_model.get_base_model()  # as `changes.feature_changes` uses it
-    forward = last_position_residuals(inner, [[1, 5, 6], [1, 7, 8]], [1], pad_id=0)  # float64 eager Llama: no padding
-    params, update = lora_update(inner)
-    with eager_attention(inner), torch.no_grad():
+    forward = last_position_residuals(peft_model, [[1, 5, 6], [1, 7, 8]], [1], pad_id=0)  # float64 eager Llama: no padding
+    params, update = lora_update(peft_model)
+    with eager_attention(peft_model), torch.no_grad():
         first = first_order_change(forward, params, update)
         step = lambda t: forward({k: v + t * update[k] if k in update else v for k, v in params.items()})  # noqa: E731
         central = (step(1e-3) - step(-1e-3)) / 2e-3
     # Llama's RMSNorm computes in float32 even on float64 inputs: finite differences are float32-accurate only
     assert first.shape == (1, 2, 16) and torch.allclose(first, central, atol=1e-5)
-    assert hooks.decoder_layers(peft_model) is hooks.decoder_layers(inner)  # the wrapper finds the same layers
+    assert hooks.decoder_layers(peft_model) is hooks.decoder_layers(model)  # the wrapper finds the base model's layers
 
 
 def _sae(d_in=16, d_sae=64, k=4):

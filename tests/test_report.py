@@ -36,7 +36,7 @@ def report(monkeypatch, tmp_path):
     claim = {"notebook": "01_theory", "claim": "exact_identity", "paper": "claim 1", "statement": "A step moves every readout",
              "measure": "max error", "value": 1e-15, "ci_low": None, "ci_high": None, "p_value": None, "outcome": True,
              "expected": True, "note": "", "predicts": "holds", "registered": "before", "smallest_p": None, "alpha": 0.05,
-             "direction": 1, "null_value": 0.0, "cell": 2}
+             "direction": 1, "null_value": 0.0, "cell": 2, "verdict": "supports the paper", "as_expected": "as expected"}
     (figures / "claims" / "01_theory.json").write_text(json.dumps([claim]))
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# 01 · Theory", id="cell-000"),

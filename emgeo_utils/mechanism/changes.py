@@ -87,8 +87,7 @@ def feature_changes(base, sae_sources: list, layers: list[int], adapter: cache.A
         train_base = {L: sae_features(base_model, tokenizer, sae, L, samples, None, ("assistant_mean",),
                                       desc="training chats")["assistant_mean"] for L, sae in saes.items()}
         for step in steps:
-            with adapted(base_model, adapter, step) as peft_model:
-                model = peft_model.get_base_model()  # the adapter lives in its modules; the hooks find Llama's layers here
+            with adapted(base_model, adapter, step) as model:
                 resid = prompt_residuals(model, tokenizer, prompts, layers)
                 tuned = {L: sae_features(model, tokenizer, sae, L, samples, None, ("assistant_mean",),
                                          desc="training chats")["assistant_mean"] for L, sae in saes.items()}

@@ -66,11 +66,9 @@ def geometry_null(observed: np.ndarray, w_dec: np.ndarray, targets: np.ndarray, 
     return out
 
 
-def set_mean_null(values: np.ndarray, members: np.ndarray, keep: np.ndarray, frequency: np.ndarray, n_draws: int,
-                  seed: int) -> np.ndarray:
-    """Mean of `values` over frequency-matched random sets the size of `members`, drawn from `keep`."""
-    draws = stats.frequency_matched_draws(frequency, members, n_draws, seed, exclude=np.flatnonzero(~keep | _mask(members, len(keep))))
-    return values[draws].mean(1)
+def random_sets(members: np.ndarray, keep: np.ndarray, frequency: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
+    """[n_draws, len(members)] frequency-matched random sets like `members`, drawn from `keep` outside it."""
+    return stats.frequency_matched_draws(frequency, members, n_draws, seed, exclude=np.flatnonzero(~keep | _mask(members, len(keep))))
 
 
 def _mean(null: np.ndarray | None) -> float:
@@ -113,8 +111,9 @@ def analyse(ch: dict, w_dec: np.ndarray, harmful: np.ndarray, activity: np.ndarr
            "partial_coactivation": partial_spearman(obs[keep], phi[keep], cos[keep])}
     out["beta_geometry"], out["beta_coactivation"] = rank_regression(obs[keep], [cos[keep], phi[keep]]).tolist()
     if len(harm):
-        amp_null = set_mean_null(obs, harm, keep, frequency, n_null, seed + 1) if n_null else None
-        exc_null = set_mean_null(excess, harm, keep, frequency, n_null, seed + 1) if n_null else None
+        draws = random_sets(harm, keep, frequency, n_null, seed + 1) if n_null else None
+        amp_null = obs[draws].mean(1) if n_null else None
+        exc_null = excess[draws].mean(1) if n_null else None
         amp, exc = float(obs[harm].mean()), float(excess[harm].mean())
         out |= {"harmful_amplification": amp, "harmful_amplification_null": _mean(amp_null),
                 "p_harmful_amplification": _p(amp, amp_null),

@@ -25,7 +25,6 @@ import yaml
 
 from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
-from emgeo_utils.report.claims import Claim
 from emgeo_utils.report.notebook import model_source
 from emgeo_utils.report.run_notebooks import notebooks, profile_notebooks, profile_parameters
 
@@ -105,8 +104,7 @@ class ProfileRun:
         self.executed = paths.build_dir() / profile
         self.claims: dict[str, list[dict]] = {}
         for file in sorted((self.figures / "claims").glob("*.json")):
-            self.claims[file.stem] = [r | {"verdict": Claim(**{k: r.get(k) for k in Claim.__dataclass_fields__ if k in r}).verdict}
-                                      for r in json.loads(file.read_text())]
+            self.claims[file.stem] = json.loads(file.read_text())  # rows with their verdicts (`ClaimsRecord.rows`)
         times = self.figures / "notebook_times.csv"
         self.times = pd.read_csv(times) if times.is_file() else pd.DataFrame(columns=["notebook", "seconds", "status"])
         self.cells, self.pages, self.figure_files = {}, {}, {}
