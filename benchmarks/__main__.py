@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; as `ma
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import emgeo_utils  # noqa: E402,F401  (first: it pins the numerics before numpy and torch load)
+
 import csv  # noqa: E402
 import importlib  # noqa: E402
 import sys  # noqa: E402
@@ -23,7 +25,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from .common import Row  # noqa: E402
 
-MODULES = ["extraction", "geometry", "sampling", "finetuning", "smollm2", "notebook_times"]
+MODULES = ["extraction", "geometry", "sampling", "finetuning", "smollm2", "numerics", "notebook_times"]
 RESULTS = Path(__file__).with_name("results") / "bench.csv"
 
 

@@ -19,3 +19,8 @@ Folders follow the notebooks' story over shared layers; imports only point down 
 """
 
 __version__ = "0.1.0"
+
+# Before anything imports numpy or torch: the numerics mode is read by each library as it loads.
+from emgeo_utils.core import numerics as _numerics  # noqa: E402  (imports neither)
+
+_numerics.pin()

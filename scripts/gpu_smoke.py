@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-architecture builder the tests use
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import emgeo_utils  # noqa: E402,F401  (first: it pins the CPU numerics before numpy and torch load)
 import torch  # noqa: E402
 import yaml  # noqa: E402
 

@@ -6,6 +6,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path  # noqa: E402
 
+import emgeo_utils  # noqa: E402,F401  (first: it pins the numerics before numpy and torch load)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

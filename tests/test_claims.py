@@ -12,9 +12,12 @@ def test_record_check_and_gather(tmp_path, monkeypatch):
     rec.check("spillover", statement="spillover tracks cosine", paper="Sec. 3", measure="pearson r",
               value=0.93, ci=(0.9, 0.95), p_value=1e-6, outcome=True, expected=True, predicts="holds",
               registered="before", smallest_p=1e-4)
-    with pytest.raises(claims.ClaimMismatch, match="UNEXPECTED"):
-        rec.check("flipped", statement="x", measure="m", value=0.1, outcome=False, expected=True)
+    rec.finish()  # nothing flipped yet
+    rec.check("flipped", statement="x", measure="m", value=0.1, outcome=False, expected=True)  # recorded, no raise
     rec.check("unchecked", statement="y", measure="m", value=None, outcome=False, expected=None)
+    with pytest.raises(claims.ClaimMismatch, match="1 claim.*'flipped' does not hold .UNEXPECTED.: measured m = 0.1; "
+                                                    "expected holds"):
+        rec.finish()  # the notebook's last cell names every flip
     saved = json.loads(rec.path().read_text())
     assert [c["claim"] for c in saved] == ["spillover", "flipped", "unchecked"]
     assert saved[0]["verdict"] == "supports the paper" and saved[0]["as_expected"] == "as expected"
@@ -61,3 +64,16 @@ def test_verdicts_can_come_out_every_way(tmp_path, monkeypatch, kwargs, verdict)
     rec = claims.ClaimsRecord("03_x")
     rec.check("c", statement="s", measure="m", value=0.1, expected=None, **kwargs)
     assert rec.claims[0].verdict == verdict
+
+
+def test_record_only_expectation_is_recorded_not_asserted(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("03_x")
+    rec.check("c", statement="s", measure="m", value=0.2, outcome=False, expected="record: differs between CPUs")
+    rec.finish()  # not asserted: never fails
+    row = rec.rows()[0]
+    assert row["as_expected"] == "record only" and row["expected"] == "record: differs between CPUs"
+    claims.gather("default")
+    assert "record: differs between CPUs" in (tmp_path / "claims.md").read_text()
+    with pytest.raises(TypeError, match="record: <why>"):
+        rec.check("d", statement="s", measure="m", value=0.2, outcome=False, expected="differs")

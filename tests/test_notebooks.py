@@ -40,7 +40,10 @@ def test_contract_cells(nb: Path):
     assert defaults["profile"] == "default"
     start = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
     assert "start(" in "".join(cells[start + 1]["source"]), "the cell after parameters validates them"
-    assert "environment_report" in "".join(cells[-1]["source"]), "the last cell reports the environment"
+    assert "environment_report" in "".join(cells[-2]["source"]), "the last cell but one reports the environment"
+    assert "".join(cells[-1]["source"]).startswith("nb.finish()"), "the last cell fails the run on a flipped claim"
+    assert "".join(cells[start + 1]["source"]).startswith("import emgeo_utils"), \
+        "emgeo_utils is imported first: it pins the numerics before numpy and torch load"
 
 
 @pytest.mark.parametrize("profile", PROFILES)

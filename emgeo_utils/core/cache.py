@@ -24,6 +24,7 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
+import importlib.metadata
 import inspect
 import json
 import os
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from emgeo_utils.core import paths
+from emgeo_utils.core import numerics, paths
 from emgeo_utils.core.codehash import code_hash
 
 META = "meta.json"
@@ -75,7 +76,9 @@ def canonical(value: Any) -> Any:
     if isinstance(value, Artifact):
         return {"artifact": value.kind, "key": value.key}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return canonical(dataclasses.asdict(value))
+        # a config that reads files (the world's text) says so in its fingerprint
+        fingerprint = getattr(value, "fingerprint", None)
+        return canonical(fingerprint() if callable(fingerprint) else dataclasses.asdict(value))
     if isinstance(value, dict):
         return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -99,9 +102,26 @@ def hash_json(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Libraries whose versions change an artifact's numbers (trained weights, activations, statistics).
+NUMERIC_LIBRARIES = ("torch", "transformers", "sae-lens", "peft", "numpy", "scipy")
+
+
+@functools.lru_cache(maxsize=1)
+def numerics_inputs() -> dict:
+    """What every key holds besides the inputs and the code: the numerics mode (`numerics.mode_key`:
+    a native run never reuses a pinned artifact) and the versions of the numeric libraries."""
+    versions = {}
+    for dist in NUMERIC_LIBRARIES:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"mode": numerics.mode_key(), "versions": versions}
+
+
 def key_for(kind: str, fn: Callable, inputs: dict) -> str:
     return hash_json({"kind": kind, "fn": fn.__qualname__, "code": code_hash(fn.__module__),
-                      "inputs": inputs})
+                      "inputs": inputs, "numerics": numerics_inputs()})
 
 
 # --------------------------------------------------------------------------- store
@@ -201,6 +221,7 @@ def _build(kind: str, key: str, fn: Callable, inputs: dict, call: Callable[[Path
                 "function": f"{fn.__module__}.{fn.__qualname__}",
                 "code_hash": code_hash(fn.__module__),
                 "inputs": canonical(inputs),
+                "numerics": numerics_inputs() | {"in_force": numerics.describe()},
                 "summary": canonical(summary) if summary is not None else None,
                 "seconds": round(time.perf_counter() - start, 3),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

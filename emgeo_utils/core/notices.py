@@ -40,3 +40,31 @@ def quiet_progress_bars() -> None:
     if not getattr(notebook.tqdm, "_emgeo_quiet", False):
         notebook.tqdm.__init__ = functools.partialmethod(notebook.tqdm.__init__, disable=True)
         notebook.tqdm._emgeo_quiet = True
+
+
+def _short_path(filename: str) -> str:
+    """A warning's source file without this machine's folders: `site-packages/scipy/stats/_axis.py`,
+    or the file's path inside the project."""
+    from emgeo_utils.core import paths
+
+    parts = filename.replace("\\", "/").split("/")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return "/".join(parts[parts.index(marker):])
+    return paths.display_path(filename) if os.path.isabs(filename) else filename
+
+
+def warnings_without_paths() -> None:
+    """Show library warnings with environment-relative file names: an executed notebook never
+    holds an absolute path of the machine that ran it (and a warning never fails a run)."""
+    import warnings
+
+    if getattr(warnings.formatwarning, "_emgeo", False):
+        return
+    original = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        return original(message, category, _short_path(filename), lineno, "")
+
+    formatwarning._emgeo = True
+    warnings.formatwarning = formatwarning

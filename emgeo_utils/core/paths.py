@@ -33,7 +33,8 @@ def notebooks_dir() -> Path:
 
 
 def params_dir() -> Path:
-    return PROJECT_ROOT / "params"
+    """Profiles: `$EMGEO_PARAMS`, default `<project>/params` (tests point it at a copy)."""
+    return Path(os.environ.get("EMGEO_PARAMS", PROJECT_ROOT / "params")).resolve()
 
 
 def display_path(path: Path | str) -> str:

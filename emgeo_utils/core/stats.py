@@ -2,6 +2,10 @@
 
 Every function takes an explicit seed; p-values are one-sided in the direction of the claim
 and computed as (1 + #{null >= observed}) / (1 + n), which is valid for any finite n.
+
+NaN is never evidence: a statistic that cannot be computed (NaN input, or a constant sample
+where a test needs spread) gives p = NaN, never a small p, and is caught here before scipy
+would warn about it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,29 @@ from scipy import stats as sps
 
 
 def permutation_p(observed: float, null: np.ndarray) -> float:
+    """(1 + #{null >= observed}) / (1 + n) over the finite null draws; NaN when `observed` is not finite."""
+    null = np.asarray(null, float)
+    null = null[np.isfinite(null)]
+    if not np.isfinite(observed) or len(null) == 0:
+        return float("nan")
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + len(null)))
+
+
+def has_nan(*arrays) -> bool:
+    return any(np.isnan(np.asarray(a, float)).any() for a in arrays)
+
+
+def is_constant(values) -> bool:
+    """No spread to speak of: every value equal up to rounding (where scipy warns of catastrophic
+    cancellation), so a variance-based statistic is not computable."""
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return True
+    return bool(np.max(np.abs(v - v.mean())) <= 1e-12 * max(abs(float(v.mean())), 1e-300))
+
+
+def _variance(v: np.ndarray) -> float:
+    return 0.0 if is_constant(v) else float(v.var(ddof=1))
 
 
 EXACT_LIMIT = 20000  # enumerate every relabelling when there are at most this many
@@ -39,7 +65,7 @@ def mean_difference_test(a: np.ndarray, b: np.ndarray, n_perm: int = 5000, seed:
     Small groups are relabelled exhaustively (exact p; with 3 vs 3 there are only 20 splits,
     so p >= 0.05: see `smallest_p_unpaired`); larger ones with `n_perm` random shuffles."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) == 0 or len(b) == 0:
+    if len(a) == 0 or len(b) == 0 or has_nan(a, b):
         return float("nan"), float("nan")
     observed = a.mean() - b.mean()
     pooled = np.concatenate([a, b])
@@ -62,7 +88,7 @@ def sign_flip_test(differences, n_perm: int = 10000, seed: int = 0) -> tuple[flo
     Under the null each pair's difference is as likely positive as negative; with n pairs
     there are 2**n sign patterns, enumerated when few (smallest p = 2**-n: 8 pairs give 0.0039)."""
     d = np.asarray(differences, float)
-    if len(d) == 0:
+    if len(d) == 0 or has_nan(d):
         return float("nan"), float("nan")
     observed = d.mean()
     if 2 ** len(d) <= EXACT_LIMIT:
@@ -76,9 +102,9 @@ def sign_flip_test(differences, n_perm: int = 10000, seed: int = 0) -> tuple[flo
 def upper_bound(values, level: float = 0.95) -> float:
     """One-sided upper `level` t-bound of the mean of independent values (e.g. paired differences)."""
     v = np.asarray(values, float)
-    if len(v) < 2:
+    if len(v) < 2 or has_nan(v):
         return float("nan")
-    return float(v.mean() + sps.t.ppf(level, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return float(v.mean() + sps.t.ppf(level, len(v) - 1) * np.sqrt(_variance(v) / len(v)))
 
 
 def noninferiority(differences, margin: float, level: float = 0.95) -> tuple[bool, float]:
@@ -94,29 +120,40 @@ def seed_level_test(a, b=None) -> tuple[float, float]:
     mean(a) > 0, or with `b`, Welch's test of mean(a) > mean(b). Returns (difference, p)."""
     a = np.asarray(a, float)
     if b is None:
-        if len(a) < 2:
+        if len(a) < 2 or has_nan(a):
             return float(a.mean()) if len(a) else float("nan"), float("nan")
-        res = sps.ttest_1samp(a, 0.0, alternative="greater")
-        return float(a.mean()), float(res.pvalue)
+        se = np.sqrt(_variance(a) / len(a))
+        if se == 0:  # no spread: t is undefined, not infinite
+            return float(a.mean()), float("nan")
+        return float(a.mean()), float(sps.t.sf(a.mean() / se, len(a) - 1))
     b = np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
-        return float(a.mean() - b.mean()), float("nan")
-    res = sps.ttest_ind(a, b, equal_var=False, alternative="greater")
-    return float(a.mean() - b.mean()), float(res.pvalue)
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
+    se, df = _welch_se_df(a, b)
+    if not np.isfinite(se) or se == 0:
+        return diff, float("nan")
+    return diff, float(sps.t.sf(diff / se, df))
+
+
+def _welch_se_df(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Welch's standard error of mean(a) - mean(b) and its Welch-Satterthwaite degrees of freedom
+    (NaN when either group has fewer than two values or a NaN; se 0 when neither has spread)."""
+    if len(a) < 2 or len(b) < 2 or has_nan(a, b):
+        return float("nan"), float("nan")
+    va, vb = _variance(a) / len(a), _variance(b) / len(b)
+    if va + vb == 0:
+        return 0.0, float("nan")
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0.0) + (vb ** 2 / (len(b) - 1) if vb else 0.0))
+    return float(np.sqrt(va + vb)), float(df)
 
 
 def welch_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
     """mean(a) - mean(b) and its Welch t-interval (Welch-Satterthwaite degrees of freedom), the
     interval that goes with `seed_level_test(a, b)`."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
+    se, df = _welch_se_df(a, b)
+    if not np.isfinite(se) or se == 0:  # no spread in either group: no interval to give
         return diff, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = sps.t.ppf(0.5 + level / 2, df) * se
     return diff, diff - half, diff + half
 
@@ -160,21 +197,28 @@ def paired_bootstrap_ci(x, y, stat: Callable, n_boot: int = 2000, seed: int = 0,
     for _ in range(n_boot):
         idx = rng.integers(len(x), size=len(x))
         draws.append(stat(x[idx], y[idx]))
+    draws = np.asarray(draws, float)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return float("nan"), float("nan")
     tail = (1 - level) / 2
-    return float(np.nanquantile(draws, tail)), float(np.nanquantile(draws, 1 - tail))
+    return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
 
 
 def spearman(x, y) -> float:
+    """Spearman's rho; NaN when either side is constant or has a NaN (no correlation to speak of)."""
+    if has_nan(x, y) or len(np.asarray(x)) < 2 or np.ptp(np.asarray(x, float)) == 0 or np.ptp(np.asarray(y, float)) == 0:
+        return float("nan")
     return float(sps.spearmanr(x, y).statistic)
 
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and t-based CI over independent runs (e.g. seeds)."""
     v = np.asarray(values, float)
-    m = float(v.mean())
-    if len(v) < 2:
+    m = float(v.mean()) if len(v) else float("nan")
+    if len(v) < 2 or has_nan(v):
         return m, float("nan"), float("nan")
-    half = sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    half = sps.t.ppf(0.5 + level / 2, len(v) - 1) * np.sqrt(_variance(v) / len(v))
     return m, m - half, m + half
 
 
@@ -223,7 +267,9 @@ def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, 
 
     Vectorised: every resample is ranked at once (ties get average ranks, as in scipy)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    rho = float(sps.spearmanr(x, y).statistic)
+    rho = spearman(x, y)
+    if not np.isfinite(rho):  # a constant side or a NaN: nothing to test
+        return rho, float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     idx = rng.integers(len(x), size=(n_boot, len(x)))
     boots = _row_pearson(sps.rankdata(x[idx], axis=1), sps.rankdata(y[idx], axis=1))

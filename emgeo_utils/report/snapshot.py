@@ -1,0 +1,168 @@
+"""The committed claims snapshot: each CI profile's `claims.csv`, kept in `results/<profile>/claims.csv`.
+
+    python -m emgeo_utils.report.snapshot check default smollm2-135m    # CI: a fresh run against the commit
+    python -m emgeo_utils.report.snapshot update default smollm2-135m   # after a change that moves numbers
+
+The numerics are pinned (`core/numerics.py`). What the pin leaves is MKL (torch's matrix products and
+its vectorised sqrt and exp), whose kernels follow the CPU's vendor (measured: `tests/test_numerics.py`,
+README). So the snapshot records the numerics signature it was computed under
+(`results/<profile>/numerics.json`): on a machine of the same signature `check` compares bytes; on
+another, it compares every asserted claim's outcome and verdict exactly (rows whose expectation is
+`record: ...` excepted) and lists the values that moved. Either way it names every row and field that
+differs. A change that moves numbers updates the snapshot in the same commit, so every moved number
+is visible in review.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from emgeo_utils.core import numerics, paths
+
+SIGNATURE = ("mode", "aten", "mkl_cbwr", "numpy_simd", "openblas", "openblas_threads")
+VERDICT_FIELDS = ("outcome", "verdict", "as_expected")
+
+
+def snapshot_file(profile: str) -> Path:
+    return paths.PROJECT_ROOT / "results" / profile / "claims.csv"
+
+
+def fresh_file(profile: str) -> Path:
+    return paths.figures_dir(profile) / "claims.csv"
+
+
+def signature_file(profile: str) -> Path:
+    return snapshot_file(profile).with_name("numerics.json")
+
+
+def cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "unknown")
+    except OSError:
+        return "unknown"
+
+
+def mkl_canary() -> str:
+    """A hash of what MKL computes here: torch's matrix products (MKL's GEMM, whose branch follows the
+    CPU's vendor) and its float sqrt and exp (MKL's vector math, which refines the CPU's approximate
+    reciprocal square root, so its last bit follows the processor). Equal canaries: equal MKL numbers."""
+    import hashlib
+
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(256, 192, generator=g), torch.randn(192, 320, generator=g)
+        x = torch.rand(96, 200, generator=g) + 0.1
+        h = hashlib.sha256()
+        for t in (a[:16, :24] @ b[:24, :8], a @ b, x.sqrt(), x.exp()):
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def signature() -> dict:
+    """What decides the numbers here: the numerics in force, read back, the CPU's vendor and what MKL
+    computes on this processor (its canary)."""
+    got = numerics.in_force()
+    return {k: got[k] for k in SIGNATURE} | {"cpu_vendor": cpu_vendor(), "mkl_canary": mkl_canary()}
+
+
+def verdict_differences(committed: Path, fresh: Path) -> list[str]:
+    """Asserted claims whose outcome or verdict differs (record-only rows excepted)."""
+    old, new = (pd.read_csv(f, dtype=str, keep_default_na=False).set_index(["notebook", "claim"]) for f in (committed, fresh))
+    lines = [f"{nb} {claim}: only in the snapshot" for nb, claim in old.index.difference(new.index, sort=False)]
+    lines += [f"{nb} {claim}: not in the snapshot" for nb, claim in new.index.difference(old.index, sort=False)]
+    for key in old.index.intersection(new.index, sort=False):
+        if old.at[key, "expected"].startswith("record:"):
+            continue
+        moved = [f"{col} {old.at[key, col]!r} -> {new.at[key, col]!r}" for col in VERDICT_FIELDS
+                 if old.at[key, col] != new.at[key, col]]
+        if moved:
+            lines.append(f"{key[0]} {key[1]}: " + "; ".join(moved))
+    return lines
+
+
+def differences(committed: Path, fresh: Path) -> list[str]:
+    """Each row and field that differs between two claims tables (empty when they are the same bytes)."""
+    if committed.read_bytes() == fresh.read_bytes():
+        return []
+    old, new = (pd.read_csv(f, dtype=str, keep_default_na=False).set_index(["notebook", "claim"]) for f in (committed, fresh))
+    lines = [f"{nb} {claim}: only in the snapshot" for nb, claim in old.index.difference(new.index, sort=False)]
+    lines += [f"{nb} {claim}: not in the snapshot" for nb, claim in new.index.difference(old.index, sort=False)]
+    for key in old.index.intersection(new.index, sort=False):
+        moved = [f"{col} {old.at[key, col]!r} -> {new.at[key, col]!r}" for col in old.columns
+                 if col in new.columns and old.at[key, col] != new.at[key, col]]
+        if moved:
+            lines.append(f"{key[0]} {key[1]}: " + "; ".join(moved))
+    return lines or ["the files differ in their bytes (row order or formatting) but not in any field"]
+
+
+def check(profiles: list[str]) -> int:
+    failed = False
+    for profile in profiles:
+        committed, fresh = snapshot_file(profile), fresh_file(profile)
+        if not committed.is_file():
+            print(f"[{profile}] no committed snapshot at {paths.display_path(committed)}: run `update` and commit it")
+            failed = True
+            continue
+        if not fresh.is_file():
+            print(f"[{profile}] no fresh claims table at {paths.display_path(fresh)}: run `make figures` first")
+            failed = True
+            continue
+        recorded = json.loads(signature_file(profile).read_text()) if signature_file(profile).is_file() else None
+        moved = differences(committed, fresh)
+        if recorded == signature():
+            if moved:
+                failed = True
+                print(f"[{profile}] the fresh claims table differs from the committed snapshot "
+                      f"({paths.display_path(committed)}), computed under the same numerics; {len(moved)} row(s):")
+                print("\n".join(f"  {line}" for line in moved))
+            else:
+                print(f"[{profile}] claims identical to the committed snapshot, byte for byte")
+            continue
+        print(f"[{profile}] this machine's numerics {signature()} differ from the snapshot's {recorded}: "
+              "comparing the asserted claims' outcomes and verdicts exactly; values may move")
+        flipped = verdict_differences(committed, fresh)
+        if flipped:
+            failed = True
+            print(f"[{profile}] {len(flipped)} asserted claim(s) came out otherwise than in the snapshot:")
+            print("\n".join(f"  {line}" for line in flipped))
+        else:
+            print(f"[{profile}] every asserted claim as in the snapshot; {len(moved)} row(s) moved in value:")
+            print("\n".join(f"  {line}" for line in moved))
+    return 1 if failed else 0
+
+
+def update(profiles: list[str]) -> int:
+    for profile in profiles:
+        fresh = fresh_file(profile)
+        if not fresh.is_file():
+            raise SystemExit(f"[{profile}] no fresh claims table at {paths.display_path(fresh)}: run `make figures` first")
+        snapshot_file(profile).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fresh, snapshot_file(profile))
+        signature_file(profile).write_text(json.dumps(signature(), indent=1) + "\n")
+        print(f"[{profile}] snapshot <- {paths.display_path(fresh)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["check", "update"])
+    parser.add_argument("profiles", nargs="+")
+    args = parser.parse_args(argv)
+    return check(args.profiles) if args.action == "check" else update(args.profiles)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`make figures` always ends in the report: a flipped expectation is recorded, the notebook runs to its
+end, the tables and the page are written (the page says what failed), and the run exits non-zero
+naming the claim, measured against expected."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_a_flipped_claim_still_writes_the_page_and_fails_naming_it(tmp_path):
+    params = tmp_path / "params"
+    shutil.copytree(ROOT / "params" / "test", params / "flipped")
+    (params / "flipped" / "profile.yaml").write_text(yaml.safe_dump({"notebooks": ["01"]}))
+    theory = params / "flipped" / "01_theory.yaml"
+    values = yaml.safe_load(theory.read_text()) | {"expect_exact_identity": False}  # the identity always holds
+    theory.write_text(yaml.safe_dump(values))
+    env = os.environ | {"EMGEO_PARAMS": str(params), "EMGEO_FIGURES": str(tmp_path / "figures"),
+                        "EMGEO_BUILD": str(tmp_path / "build"), "EMGEO_CACHE": str(ROOT / "build" / "test-cache")}
+    done = subprocess.run(["make", "figures", "PROFILE=flipped"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out[-3000:]
+    assert "[flipped] 01_theory: claim 'exact_identity' holds (UNEXPECTED)" in out and "expected does not hold" in out
+    executed = (tmp_path / "build" / "flipped" / "01_theory.ipynb").read_text()
+    assert "environment_report" in executed and "ClaimMismatch" in executed  # ran to its last cell, failed there
+    page = (tmp_path / "figures" / "report" / "index.html").read_text()
+    assert "This run FAILED" in page and "exact_identity" in page
+    assert (tmp_path / "figures" / "flipped" / "claims_by_model.md").is_file()

@@ -1,0 +1,48 @@
+import pandas as pd
+
+from emgeo_utils.report import claims, snapshot
+
+
+def table(path, **changes):
+    rows = [dict.fromkeys(claims.COLUMNS, "") | {"notebook": "03", "claim": "a", "value": 0.5, "verdict": "supports the paper"},
+            dict.fromkeys(claims.COLUMNS, "") | {"notebook": "03", "claim": "b", "value": 0.1, "verdict": "inconclusive"}]
+    rows[0] |= changes
+    pd.DataFrame(rows, columns=claims.COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def test_identical_tables_have_no_differences(tmp_path):
+    assert snapshot.differences(table(tmp_path / "a.csv"), table(tmp_path / "b.csv")) == []
+
+
+def test_a_moved_number_names_its_row_and_field(tmp_path):
+    moved = snapshot.differences(table(tmp_path / "a.csv"), table(tmp_path / "b.csv", value=0.51, verdict="contradicts"))
+    assert moved == ["03 a: value '0.5' -> '0.51'; verdict 'supports the paper' -> 'contradicts'"]
+
+
+def test_check_fails_without_a_snapshot_or_on_a_difference(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(snapshot, "snapshot_file", lambda p: tmp_path / "results" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "fresh_file", lambda p: tmp_path / "fresh" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "signature_file", lambda p: tmp_path / "results" / p / "numerics.json")
+    (tmp_path / "fresh" / "x").mkdir(parents=True)
+    table(tmp_path / "fresh" / "x" / "claims.csv")
+    assert snapshot.check(["x"]) == 1 and "no committed snapshot" in capsys.readouterr().out
+    assert snapshot.update(["x"]) == 0 and snapshot.check(["x"]) == 0
+    table(tmp_path / "fresh" / "x" / "claims.csv", value=0.7)
+    assert snapshot.check(["x"]) == 1 and "03 a: value '0.5' -> '0.7'" in capsys.readouterr().out
+
+
+def test_on_other_numerics_only_asserted_verdicts_must_match(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(snapshot, "snapshot_file", lambda p: tmp_path / "results" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "fresh_file", lambda p: tmp_path / "fresh" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "signature_file", lambda p: tmp_path / "results" / p / "numerics.json")
+    (tmp_path / "fresh" / "x").mkdir(parents=True)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True")
+    snapshot.update(["x"])
+    monkeypatch.setattr(snapshot, "signature", lambda: {"mode": "pinned", "cpu_vendor": "GenuineIntel"})
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True", value=0.6)
+    assert snapshot.check(["x"]) == 0 and "1 row(s) moved in value" in capsys.readouterr().out
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True", verdict="contradicts")
+    assert snapshot.check(["x"]) == 1 and "03 a: verdict 'supports the paper' -> 'contradicts'" in capsys.readouterr().out
+    table(tmp_path / "results" / "x" / "claims.csv", expected="record: differs between CPUs")
+    assert snapshot.check(["x"]) == 0  # a record-only row may come out either way
