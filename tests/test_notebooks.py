@@ -76,3 +76,11 @@ def test_parameter_comments_papermill_can_parse(nb: Path):
     for line in source.splitlines():
         code, _, comment = line.partition("#")
         assert not (code.strip() and "=" in comment), f"{nb.name}: no '=' in the comment of {line!r}"
+
+
+def test_expectations_take_true_false_null_or_record():
+    nb = next(n for n in NOTEBOOKS if n.stem.startswith("05"))
+    for value in (True, False, None, "record: differs between CPUs"):
+        assert notebook.check_parameters(nb.stem, {"expect_geometry_matches_judge": value})["expect_geometry_matches_judge"] == value
+    with pytest.raises(notebook.ParameterError, match="expect_geometry_matches_judge"):
+        notebook.check_parameters(nb.stem, {"expect_geometry_matches_judge": "maybe"}, source="x.yaml")

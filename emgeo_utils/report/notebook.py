@@ -55,8 +55,10 @@ def _type_name(value: object) -> str:
 
 
 def _type_ok(value: object, default: object, name: str) -> bool:
-    if default is None or (name.startswith("expect_") and (value is None or isinstance(value, str))):
-        return True  # an expectation: true, false, null (not checked) or a reason to record only
+    if name.startswith("expect_"):  # true, false, null (not checked) or "record: <why>" (recorded, not asserted)
+        return value is None or isinstance(value, bool) or (isinstance(value, str) and value.startswith("record:"))
+    if default is None:
+        return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
