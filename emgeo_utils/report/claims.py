@@ -160,7 +160,8 @@ class ClaimsRecord:
         if wrong:
             raise ClaimMismatch(f"{self.notebook}: {len(wrong)} claim(s) UNEXPECTED: " + "; ".join(
                 f"{c.claim!r} {mismatch(c)}" for c in wrong) + ". If a result is real, change the expectation in "
-                "the profile (with the date and 'after') and the notebook's prose.")
+                "the profile (registered 'after' measuring) and the notebook's prose; if it flips between CPUs, "
+                "make it 'record: differs between CPUs'.")
 
     def path(self) -> Path:
         return paths.figures_dir(self.profile) / "claims" / f"{self.notebook}.json"
