@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from emgeo_utils.core import numerics
+
 from .common import Row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +46,8 @@ ITEMS = {"organism": "organism pretraining, LoRA and SAE steps (d64)", "smollm2"
 
 
 def timed(item: str, native: bool) -> float:
-    env = {k: v for k, v in os.environ.items() if not native or k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR",
-           "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}
-    env["EMGEO_NUMERICS"] = "native" if native else "pinned"
+    env = {k: v for k, v in os.environ.items() if not native or k not in numerics.PINNED}  # the caps, named once
+    env[numerics.MODE_ENV] = "native" if native else "pinned"
     done = subprocess.run([sys.executable, "-c", WORK, item], cwd=ROOT, env=env | {"TQDM_DISABLE": "1"},
                           capture_output=True, text=True, timeout=600, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
