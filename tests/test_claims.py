@@ -77,3 +77,29 @@ def test_record_only_expectation_is_recorded_not_asserted(tmp_path, monkeypatch)
     assert "record: differs between CPUs" in (tmp_path / "claims.md").read_text()
     with pytest.raises(TypeError, match="record: <why>"):
         rec.check("d", statement="s", measure="m", value=0.2, outcome=False, expected="differs")
+
+
+def test_a_nan_statistic_is_not_computable_never_evidence(tmp_path, monkeypatch):
+    """A NaN p or value cannot hold a claim: the verdict says 'not computable' with the reason, and an
+    asserted expectation fails whichever way it pointed."""
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("03_x")
+    rec.check("nan_p", statement="s", measure="m", value=0.2, p_value=float("nan"), outcome=True, expected=False,
+              predicts="holds")
+    rec.check("nan_value", statement="s", measure="m", value=float("nan"), outcome=False, expected=None,
+              not_computable="no distinct features left in the comparison set")
+    first, second = rec.claims
+    assert not first.outcome and first.verdict == "not computable (the p is NaN)" and first.as_expected == "UNEXPECTED"
+    assert second.verdict == "not computable (no distinct features left in the comparison set)"
+    assert second.as_expected == "not checked"
+    with pytest.raises(claims.ClaimMismatch, match="'nan_p' not computable .UNEXPECTED.: the p is NaN"):
+        rec.finish()
+
+
+def test_units_say_how_many_point_the_predicted_way(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    rec = claims.ClaimsRecord("03_x", "default")
+    rec.check("c", statement="s", measure="m", value=0.1, p_value=0.01, outcome=True, expected=True, units=(2, 3))
+    assert rec.table().units.tolist() == ["2/3"]
+    claims.gather("default")
+    assert "| 2/3 |" in (paths.figures_dir("default") / "claims.md").read_text()

@@ -76,6 +76,7 @@ def test_upper_bound_and_noninferiority(values):
 def test_mean_ci():
     assert all(math.isnan(x) for x in stats.mean_ci(NAN3)[1:])
     assert all(math.isnan(x) for x in stats.mean_ci(np.array([]))), "no values: no mean"
+    assert all(math.isnan(x) for x in stats.mean_ci(CONST)[1:]), "no spread: no t-interval"
 
 
 def test_bh_qvalues():
@@ -83,10 +84,46 @@ def test_bh_qvalues():
     assert math.isnan(q[1]) and q[0] == pytest.approx(0.02)
 
 
+NAN12 = np.r_[np.arange(11.0), np.nan]
+CONST12 = np.full(12, 0.7)
+
+
 def test_bootstrap_cis():
-    assert all(math.isnan(x) for x in stats.bootstrap_ci(NAN3))
-    assert all(math.isnan(x) for x in stats.bootstrap_ci(NAN3, np.ones(3)))
-    assert all(math.isnan(x) for x in stats.paired_bootstrap_ci(CONST, CONST, stats.spearman, n_boot=50))
+    assert all(math.isnan(x) for x in stats.bootstrap_ci(NAN12))
+    assert all(math.isnan(x) for x in stats.bootstrap_ci(NAN12, np.ones(12)))
+    assert all(math.isnan(x) for x in stats.paired_bootstrap_ci(CONST12, CONST12, stats.spearman, n_boot=50))
+    assert all(math.isnan(x) for x in stats.paired_bootstrap_ci(NAN12, np.arange(12.0), stats.spearman, n_boot=50))
+
+
+def test_bootstrap_refuses_few_units():
+    with pytest.raises(ValueError, match="mean_ci"):
+        stats.bootstrap_ci(np.arange(5.0))
+    with pytest.raises(ValueError, match="correlation_mean_ci"):
+        stats.paired_bootstrap_ci(np.arange(8.0), np.arange(8.0), stats.spearman)
+
+
+@pytest.mark.parametrize("values", [NAN3, np.array([0.5])])
+def test_correlation_mean(values):
+    assert all(math.isnan(x) for x in stats.correlation_mean_ci(values)[1:])
+    assert math.isnan(stats.correlation_mean_test(values)[1])
+
+
+def test_correlation_mean_of_constant_correlations_has_no_p():
+    assert math.isnan(stats.correlation_mean_test(np.full(4, 0.3))[1])
+    m, lo, hi = stats.correlation_mean_ci(np.full(4, 0.3))
+    assert m == pytest.approx(0.3) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_frequency_matched_draws():
+    with pytest.raises(ValueError, match="NaN"):
+        stats.frequency_matched_draws(np.array([0.1, np.nan, 0.3, 0.2]), np.array([0]), 5, 0)
+    draws = stats.frequency_matched_draws(np.full(20, 0.3), np.array([0, 1]), 50, 0, exclude=np.array([0, 1]))
+    assert draws.shape == (50, 2) and not np.isin(draws, [0, 1]).any()  # one bin: any other feature
+
+
+def test_smallest_p_needs_no_data():
+    assert stats.smallest_p_unpaired(3, 3, 999) == pytest.approx(1 / 20)
+    assert stats.smallest_p_paired(8, 999) == pytest.approx(1 / 256)
 
 
 @pytest.mark.parametrize("x, y", [(CONST, np.arange(4.0)), (np.arange(4.0), CONST), (NAN3, np.arange(3.0))])

@@ -171,10 +171,25 @@ def bh_qvalues(p_values) -> np.ndarray:
     return q
 
 
+MIN_BOOTSTRAP_UNITS = 10  # below this a percentile bootstrap undercovers (5 units: about 84% for a nominal 95%)
+
+
+def _enough_units(*arrays) -> None:
+    n = min(len(np.asarray(a)) for a in arrays)
+    if n < MIN_BOOTSTRAP_UNITS:
+        raise ValueError(f"a percentile bootstrap over {n} units does not keep its coverage (it needs at least "
+                         f"{MIN_BOOTSTRAP_UNITS}); use mean_ci (t) for a mean or correlation_mean_ci (Fisher z) for "
+                         "correlations over few runs")
+
+
 def bootstrap_ci(a: np.ndarray, b: np.ndarray | None = None, stat: Callable | None = None, n_boot: int = 2000,
                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of `stat(a)` or, with `b`, of mean(a) - mean(b) (resampled apart)."""
+    """Percentile bootstrap CI of `stat(a)` or, with `b`, of mean(a) - mean(b) (resampled apart);
+    at least `MIN_BOOTSTRAP_UNITS` values per group, NaN for NaN input."""
     a = np.asarray(a, float)
+    _enough_units(a, *(() if b is None else (b,)))
+    if has_nan(a, *(() if b is None else (b,))):
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     if b is None:
         stat = stat or np.mean
@@ -190,8 +205,12 @@ def bootstrap_ci(a: np.ndarray, b: np.ndarray | None = None, stat: Callable | No
 
 def paired_bootstrap_ci(x, y, stat: Callable, n_boot: int = 2000, seed: int = 0,
                         level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of `stat(x, y)`, resampling (x, y) pairs together."""
+    """Percentile bootstrap CI of `stat(x, y)`, resampling (x, y) pairs together (at least
+    `MIN_BOOTSTRAP_UNITS` pairs)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
+    _enough_units(x)
+    if has_nan(x, y):
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
@@ -213,13 +232,37 @@ def spearman(x, y) -> float:
 
 
 def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and t-based CI over independent runs (e.g. seeds)."""
+    """Mean and t-based CI over independent runs (e.g. seeds); no interval (NaN) for fewer than two
+    values, a NaN, or values without spread (the t-interval is undefined there, not zero-wide)."""
     v = np.asarray(values, float)
     m = float(v.mean()) if len(v) else float("nan")
-    if len(v) < 2 or has_nan(v):
+    if len(v) < 2 or has_nan(v) or is_constant(v):
         return m, float("nan"), float("nan")
     half = sps.t.ppf(0.5 + level / 2, len(v) - 1) * np.sqrt(_variance(v) / len(v))
     return m, m - half, m + half
+
+
+MAX_CORRELATION = 0.995  # |r| above this counts as this on Fisher's z (z = 3.0): a Spearman over a
+# handful of points is often exactly 1 (z infinite), and one such unit would otherwise decide the mean
+
+
+def fisher_z(rhos) -> np.ndarray:
+    return np.arctanh(np.clip(np.asarray(rhos, float), -MAX_CORRELATION, MAX_CORRELATION))
+
+
+def correlation_mean_ci(rhos, level: float = 0.95) -> tuple[float, float, float]:
+    """The mean of correlations over independent runs, averaged on Fisher's z, with the t-interval
+    of the z values mapped back: always inside [-1, 1] and covering at 3, 5 or 8 runs, where a
+    t-interval of the raw values can pass 1. |r| is capped at `MAX_CORRELATION`."""
+    m, lo, hi = mean_ci(fisher_z(rhos), level)
+    return float(np.tanh(m)), float(np.tanh(lo)), float(np.tanh(hi))
+
+
+def correlation_mean_test(rhos) -> tuple[float, float]:
+    """The Fisher-z mean of correlations over independent runs and the one-sided t-test of mean z > 0."""
+    z = fisher_z(rhos)
+    _, p = seed_level_test(z)
+    return float(np.tanh(z.mean())) if len(z) else float("nan"), p
 
 
 def frequency_matched_draws(frequencies: np.ndarray, query: np.ndarray, n_draws: int, seed: int,
@@ -229,6 +272,8 @@ def frequency_matched_draws(frequencies: np.ndarray, query: np.ndarray, n_draws:
     Features are binned by quantiles of log frequency; each query feature is replaced by a
     random feature of its bin (never one in `exclude`).
     """
+    if has_nan(frequencies):
+        raise ValueError("frequency_matched_draws: a frequency is NaN (an activation matrix with NaN in it?)")
     rng = np.random.default_rng(seed)
     logf = np.log10(np.asarray(frequencies, float) + 1e-9)
     edges = np.unique(np.quantile(logf, np.linspace(0, 1, n_bins + 1)))

@@ -7,10 +7,25 @@ activation overlap, which the selection can produce by itself. **distinct**: the
 difference with shared features dropped — the geometry of distinct features, which is the
 superposition claim proper. **combined**: the paper-like mixture of both.
 
-The null shuffles the *sample* labels (inducing vs comparison samples of the domain), selects
-both sets again from the shuffled samples and recomputes every component, so the variability
-of which samples were drawn is in it; the CI resamples samples within every group (the
-harmful set re-selected too). Selection runs on a batch of relabellings at once.
+Each component is tested against two nulls, and its p is the larger of the two (an
+intersection-union test: it rejects only when both do, so it keeps its size whenever either null
+is true):
+- **samples relabelled**: the inducing and comparison samples are shuffled, both sets selected
+  again and the component recomputed, so the variability of which samples were drawn is in it.
+  It tests "the two groups of samples are alike", which real data never are (other words, other
+  topics): alone it rejects about three times too often when the groups differ in features that
+  have nothing to do with the harmful set (tests/test_selection_null.py measures it);
+- **placebo feature sets**: every feature of both sets is replaced by a random feature of the
+  same activation-frequency bin (the harmful set fixed) and the component recomputed. It tests
+  "each set is no nearer the harmful set than random features of its frequencies", which holds
+  when the groups differ in unrelated features, in frequency or in norm, even where frequent
+  features lie nearer the harmful ones. `distinct` draws only outside the harmful set, and
+  `combined` draws shared features at their chance rate, so a few shared features test as
+  `overlap` instead of flooring it.
+
+The CI resamples samples within every group (the harmful set re-selected too), one draw for a
+group the statistic uses twice (the helpful answers are both the reference and the harmful set's
+contrast). Selection runs on a batch of relabellings at once.
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emgeo_utils.core.stats import mean_ci, permutation_p, seed_level_test
+from emgeo_utils.core.stats import frequency_matched_draws, mean_ci, permutation_p, seed_level_test
 from emgeo_utils.features.selection import contrast_of
 from emgeo_utils.geometry.similarity import unit_rows
 
@@ -155,7 +170,8 @@ class Decomposition:
         scores = FeatureScores(self.unit, harmful, self.reduce)
         a, b = self.sets(g["inducing"][None, :], g["comparison"][None, :])
         diffs = self._differences(scores, a, b)
-        self.harmful, self.scores, self.query = harmful, scores, a[0][0][a[1][0]]  # for the random-set null and plots
+        self.harmful, self.scores = harmful, scores  # for the feature-level and random-set nulls and plots
+        self.query, self.comparison_set = a[0][0][a[1][0]], b[0][0][b[1][0]]
         return {name: float(v[0]) for name, v in diffs.items()} | {"n_harmful": len(harmful)}
 
     def null(self, n_perm: int, seed: int) -> dict[str, np.ndarray]:
@@ -171,13 +187,49 @@ class Decomposition:
         diffs = self._differences(self.scores, a, b)
         return {c: diffs[c].numpy() for c in COMPONENTS}
 
+    def feature_null(self, n_perm: int, seed: int) -> dict[str, tuple[float, np.ndarray]]:
+        """Every component for placebo pairs of feature sets, harmful set fixed: each feature of the
+        inducing and of the comparison set replaced by a random feature of its activation-frequency
+        bin ({component: (observed, null draws)}). `distinct` draws only outside the harmful set."""
+        if not hasattr(self, "scores"):
+            self.observed()
+        frequency = (self.acts > 0).double().mean(0).numpy()
+        harmful = torch.nonzero(self.scores.in_harmful).flatten().numpy()
+        per = (self.scores.others if self.shared == "others" else self.scores.include).numpy()
+        in_harmful = self.scores.in_harmful.double().numpy()
+        out = {}
+        for c in COMPONENTS:
+            outside = c == "distinct" or (c == "combined" and self.shared == "drop")
+            a, b = self.query.numpy(), self.comparison_set.numpy()
+            if outside:
+                a, b = a[~in_harmful[a].astype(bool)], b[~in_harmful[b].astype(bool)]
+            if not len(a) or not len(b):
+                out[c] = (float("nan"), np.array([]))
+                continue
+            exclude = harmful if outside else None
+            draws_a = frequency_matched_draws(frequency, a, n_perm, seed, exclude=exclude)
+            draws_b = frequency_matched_draws(frequency, b, n_perm, seed + 1, exclude=exclude)
+            values = in_harmful if c == "overlap" else per
+            stat = _sum if c == "overlap" else _finite_mean
+            out[c] = (float(stat(values[a][None, :])[0] - stat(values[b][None, :])[0]),
+                      stat(values[draws_a]) - stat(values[draws_b]))
+        return out
+
     def bootstrap(self, n_boot: int, seed: int) -> dict[str, np.ndarray]:
-        """Every component after resampling samples within each group and selecting every set again."""
+        """Every component after resampling samples within each group and selecting every set again;
+        groups holding the same samples (reference and helpful) share one draw, as in the statistic."""
         g = self.groups
         rng = np.random.default_rng(seed)
-        draw = lambda name: g[name][rng.integers(len(g[name]), size=len(g[name]))]  # noqa: E731
         out = {c: [] for c in COMPONENTS}
         for _ in range(n_boot):
+            drawn: dict[bytes, np.ndarray] = {}
+
+            def draw(name: str) -> np.ndarray:
+                key = g[name].tobytes()
+                if key not in drawn:
+                    drawn[key] = g[name][rng.integers(len(g[name]), size=len(g[name]))]
+                return drawn[key]
+
             harmful = self.harmful_set(draw("harmful"), draw("helpful"))
             ref = draw("reference") if self.selection == "symmetric" else None
             a, b = self.sets(draw("inducing")[None, :], draw("comparison")[None, :], ref)
@@ -188,16 +240,32 @@ class Decomposition:
         return {c: np.asarray(v) for c, v in out.items()}
 
 
+def _sum(rows: np.ndarray) -> np.ndarray:
+    return rows.sum(1)
+
+
+def _finite_mean(rows: np.ndarray) -> np.ndarray:
+    """Per row, the mean of its finite values (NaN for a row with none)."""
+    ok = np.isfinite(rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, rows, 0.0).sum(1) / ok.sum(1)
+
+
 def decompose(dec: Decomposition, n_perm: int = 1000, n_boot: int = 200, seed: int = 0) -> dict:
-    """Observed components, selection-aware p (one-sided: inducing > comparison) and bootstrap CIs."""
+    """Observed components, each with its claim-2 p (one-sided: inducing > comparison; the larger of
+    the sample-relabelling and the feature-relabelling p, see the module's docstring), both parts,
+    the smallest p the design can reach, and bootstrap CIs."""
     obs = dec.observed()
     null = dec.null(n_perm, seed) if n_perm else None
+    features = dec.feature_null(n_perm, seed + 2) if n_perm else None
     boots = dec.bootstrap(n_boot, seed + 1) if n_boot else None
     out = dict(obs)
     for c in COMPONENTS:
         value = obs[c]
-        finite = null[c][np.isfinite(null[c])] if null is not None else np.array([])
-        out[f"p_{c}"] = permutation_p(value, finite) if np.isfinite(value) and len(finite) else float("nan")
+        p_samples = permutation_p(value, null[c]) if null is not None else float("nan")
+        p_features = permutation_p(*features[c]) if features else float("nan")
+        out[f"p_samples_{c}"], out[f"p_features_{c}"] = p_samples, p_features
+        out[f"p_{c}"] = max(p_samples, p_features) if np.isfinite(p_samples) and np.isfinite(p_features) else float("nan")
         b = boots[c][np.isfinite(boots[c])] if boots is not None else np.array([])
         lo, hi = np.quantile(b, [0.025, 0.975]) if len(b) > 10 else (np.nan, np.nan)
         out[f"ci_low_{c}"], out[f"ci_high_{c}"] = float(lo), float(hi)
@@ -206,14 +274,23 @@ def decompose(dec: Decomposition, n_perm: int = 1000, n_boot: int = 200, seed: i
 
 
 def across_seeds(frame, component: str) -> dict:
-    """One component over pretraining seeds (`frame`: one `decompose` row per seed): mean, t-CI and
-    the one-sided t-test whose unit is the seed. With one row (a real model) that run's own
-    selection-aware p and resampled CI stand in."""
+    """One component over pretraining seeds (`frame`: one `decompose` row per seed): mean, t-CI, how
+    many seeds point the predicted way (`units`), and its claim-2 p.
+
+    The p is the larger of the one-sided t-test whose unit is the seed and every seed's
+    placebo-feature-set p: the seeds share one generated world, so a difference the world's data
+    happen to carry repeats in every seed and the t-test alone would count it as an effect. With one
+    row (a real model) that run's own claim-2 p and resampled CI stand in."""
     values = frame[component].to_numpy()
-    per_seed = {"per_seed": values.round(3).tolist(), "per_seed_p": frame[f"p_{component}"].round(4).tolist()}
+    per_seed = {"per_seed": values.round(3).tolist(), "per_seed_p": frame[f"p_{component}"].round(4).tolist(),
+                "units": (int((values > 0).sum()), len(values))}
     if len(frame) == 1:
         row = frame.iloc[0]
         return {"mean": row[component], "ci_low": row.get(f"ci_low_{component}", np.nan),
-                "ci_high": row.get(f"ci_high_{component}", np.nan), "p_seeds": row[f"p_{component}"]} | per_seed
+                "ci_high": row.get(f"ci_high_{component}", np.nan), "p_seeds": row[f"p_{component}"],
+                "p_t": np.nan} | per_seed
     mean, lo, hi = mean_ci(values)
-    return {"mean": mean, "ci_low": lo, "ci_high": hi, "p_seeds": seed_level_test(values)[1]} | per_seed
+    p_t = seed_level_test(values)[1]
+    p_features = frame[f"p_features_{component}"].to_numpy()
+    p = max(p_t, *p_features) if np.isfinite(p_t) and np.isfinite(p_features).all() else float("nan")
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "p_seeds": p, "p_t": p_t} | per_seed

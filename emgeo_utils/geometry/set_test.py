@@ -1,8 +1,8 @@
 """The paper's geometry test: is one feature set closer to the harmful set than another?
 
 `run` selects the sets of one inducing domain from a feature corpus and tests them with
-`components.Decomposition` (overlap, distinct, combined; the null re-runs the selection on
-shuffled samples, so it knows how the sets were chosen), for one analysis; `variant_grid` does
+`components.Decomposition` (overlap, distinct, combined, each against relabelled samples and
+placebo feature sets), for one analysis; `variant_grid` does
 it for a grid of analyses (the caller adds q-values over the family it tests).
 
 An *analysis* fixes every choice: readout, contrast, k, shared-feature handling, reduction,
@@ -61,22 +61,22 @@ def random_set_p(dec: Decomposition, frequencies: torch.Tensor, n_random: int, s
 def run(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str, analysis: Analysis,
         n_perm: int = 1000, n_random: int = 1000, seed: int = 0, n_boot: int = 200, comparison: str = "non_inducing") -> dict:
     """Inducing vs `comparison` features' proximity to harmful features for one inducing domain:
-    every component with its selection-aware p and resampled CI, and the random-set p."""
+    every component with its claim-2 p and resampled CI, and the inducing set's distinct features
+    against frequency-matched random features (`p_random_distinct`; shared features are `overlap`'s)."""
     a = acts[analysis.readout]
     dec = Decomposition(a, w_dec, groups(samples, domain, comparison), analysis.k, analysis.contrast,
                         analysis.selection, analysis.reduce, analysis.shared)
     out = decompose(dec, n_perm, n_boot, seed)
     if n_random:
         freqs = feature_sets.activation_frequency(a)
-        for c in ("combined", "distinct"):
-            out[f"p_random_{c}"], out[f"random_mean_{c}"] = random_set_p(dec, freqs, n_random, seed, c)
+        out["p_random_distinct"], out["random_mean_distinct"] = random_set_p(dec, freqs, n_random, seed, "distinct")
     return dataclasses.asdict(analysis) | {"domain": domain, "comparison": comparison} | out
 
 
 def variant_grid(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str,
                  readouts, contrasts, ks, shareds, reduces, selections=("symmetric", "mirror"), n_perm: int = 500,
                  seed: int = 0) -> pd.DataFrame:
-    """Every variant's components and their selection-aware p (no CI). Exploratory: the primary
+    """Every variant's components and their claim-2 p (no CI). Exploratory: the primary
     analysis is fixed in the notebook's parameters."""
     rows = [run(acts, samples, w_dec, domain, Analysis(r, c, k, s, m, sel), n_perm, 0, seed, n_boot=0)
             for r, c, k, s, m, sel in itertools.product(readouts, contrasts, ks, shareds, reduces, selections)]

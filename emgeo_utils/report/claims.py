@@ -28,7 +28,7 @@ from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
 
 COLUMNS = ["notebook", "claim", "paper", "predicts", "statement", "measure", "value", "ci_low", "ci_high",
-           "p_value", "smallest_p", "outcome", "expected", "registered", "verdict", "as_expected", "note"]
+           "p_value", "smallest_p", "units", "outcome", "expected", "registered", "verdict", "as_expected", "note"]
 PREDICTIONS = ("holds", "does not hold", None)
 REGISTERED = ("before", "after", None)
 
@@ -58,6 +58,8 @@ class Claim:
     direction: int = 1       # +1: the paper's prediction is a value above `null_value`; -1: below
     null_value: float = 0.0
     cell: int | None = None  # the execution count of the notebook cell that checked it (the report links it)
+    units: str | None = None  # "k/n": in how many independent units (seeds, models) the effect points the predicted way
+    not_computable: str | None = None  # why the statistic or its p could not be computed (NaN is never evidence)
 
     @property
     def held(self) -> str:
@@ -65,6 +67,8 @@ class Claim:
 
     @property
     def as_expected(self) -> str:
+        if self.not_computable and isinstance(self.expected, bool):
+            return "UNEXPECTED"  # an asserted outcome cannot rest on a statistic that was not computed
         if isinstance(self.expected, str):
             return "record only"
         if self.expected is None:
@@ -73,6 +77,8 @@ class Claim:
 
     @property
     def verdict(self) -> str:
+        if self.not_computable:
+            return f"not computable ({self.not_computable})"
         if self.smallest_p is not None and self.smallest_p >= self.alpha:
             return f"inconclusive (underpowered: smallest achievable p = {self.smallest_p:.3g})"
         if self.predicts is None:
@@ -99,6 +105,8 @@ def mismatch(c: Claim) -> str:
     """`held (UNEXPECTED): measured x = v [lo, hi], p = p; expected holds`: one flipped claim."""
     ci = f" [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]" if c.ci_low is not None and c.ci_high is not None else ""
     p = f", p = {_fmt(c.p_value)}" if c.p_value is not None else ""
+    if c.not_computable:
+        return f"not computable (UNEXPECTED): {c.not_computable}; expected {'holds' if c.expected else 'does not hold'}"
     return (f"{c.held} (UNEXPECTED): measured {c.measure} = {_fmt(c.value)}{ci}{p}; expected "
             f"{'holds' if c.expected else 'does not hold'}")
 
@@ -132,8 +140,13 @@ class ClaimsRecord:
               outcome: bool, expected: bool | None, paper: str = "", ci: tuple | None = None,
               p_value: float | None = None, note: str = "", predicts: str | None = None,
               registered: str | None = None, smallest_p: float | None = None, alpha: float = 0.05,
-              direction: int = 1, null_value: float = 0.0) -> None:
-        """Record a claim and whether its outcome equals the profile's expectation (`finish` fails on a flip)."""
+              direction: int = 1, null_value: float = 0.0, units: tuple[int, int] | None = None,
+              not_computable: str | None = None) -> None:
+        """Record a claim and whether its outcome equals the profile's expectation (`finish` fails on a flip).
+
+        `units`: (k, n), the effect points the predicted way in k of n independent units. A value or a
+        p-value given as NaN makes the claim *not computable* (the outcome does not hold); say why in
+        `not_computable`, or the record says the statistic was NaN."""
         if expected is not None and not isinstance(expected, bool) and not (
                 isinstance(expected, str) and expected.startswith("record:")):
             raise TypeError(f"expectation for {claim!r} must be true, false, null or 'record: <why>' (recorded, not "
@@ -143,9 +156,15 @@ class ClaimsRecord:
         if registered not in REGISTERED:
             raise ValueError(f"registered for {claim!r} must be one of {REGISTERED}, got {registered!r}")
         ci_low, ci_high = (ci if ci is not None else (None, None))
+        nan = [name for name, x in (("value", value), ("p", p_value)) if x is not None and math.isnan(float(x))]
+        if nan and not not_computable:
+            not_computable = f"the {' and the '.join(nan)} is NaN"
+        if not_computable:
+            outcome = False
         entry = Claim(self.notebook, claim, paper, statement, measure, _num(value), _num(ci_low),
                       _num(ci_high), _num(p_value), bool(outcome), expected, note, predicts, registered,
-                      _num(smallest_p), alpha, direction, null_value, _execution_count())
+                      _num(smallest_p), alpha, direction, null_value, _execution_count(),
+                      f"{units[0]}/{units[1]}" if units else None, not_computable)
         self.claims = [c for c in self.claims if c.claim != claim] + [entry]
         self.save()
         if entry.as_expected == "UNEXPECTED":
@@ -181,7 +200,7 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 MD_COLUMNS = ["notebook", "claim", "statement", "paper predicts", "our expectation", "measured", "p (smallest)",
-              "verdict", "note"]
+              "units predicted way", "verdict", "note"]
 
 
 def _md_row(r: dict) -> list[str]:
@@ -195,7 +214,7 @@ def _md_row(r: dict) -> list[str]:
     p = _fmt(r.get("p_value")) + (f" ({_fmt(r['smallest_p'])})" if r.get("smallest_p") is not None else "")
     verdict = r.get("verdict", "") + ("" if r.get("as_expected") != "UNEXPECTED" else "; UNEXPECTED")
     return [_fmt(r.get("notebook")), _fmt(r.get("claim")), _fmt(r.get("statement")), _fmt(r.get("predicts") or "not in the paper"),
-            _fmt(expected), _fmt(measured), p, _fmt(verdict), _fmt(r.get("note"))]
+            _fmt(expected), _fmt(measured), p, _fmt(r.get("units")), _fmt(verdict), _fmt(r.get("note"))]
 
 
 def _fmt(x) -> str:
@@ -221,7 +240,9 @@ def gather(profile: str = "default") -> pd.DataFrame:
              "and whether it was set before or after measuring. *Verdict*: the measurement read against the paper — "
              "supports, contradicts, or inconclusive (the design cannot reach p < alpha, the CI spans the null, or the "
              "effect points the predicted way but misses the claim's own criterion). "
-             "*p (smallest)*: the p-value and the smallest the design can produce.", "",
+             "*p (smallest)*: the p-value and the smallest the design can produce. *Units predicted way*: in how "
+             "many independent units (pretraining seeds, models) the effect points the way the claim predicts. "
+             "*Not computable*: the statistic or its p was NaN (the reason is given); NaN is never evidence.", "",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), "",
              "| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
     lines += ["| " + " | ".join(_md_row(r)) + " |" for r in rows]
