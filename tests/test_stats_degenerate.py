@@ -80,6 +80,7 @@ def test_mean_ci():
 
 
 def test_bh_qvalues():
+    assert (stats.bh_qvalues([0.3, 0.3, 0.3]) == 0.3).all(), "constant p-values stay what they are"
     q = stats.bh_qvalues([0.01, np.nan, 0.04])
     assert math.isnan(q[1]) and q[0] == pytest.approx(0.02)
 
@@ -134,6 +135,13 @@ def test_spearman_and_its_ci(x, y):
 
 def test_auc():
     assert math.isnan(stats.auc([0.1, 0.2], [True, True]))
+    assert math.isnan(stats.auc([0.1, np.nan, 0.3], [True, False, False]))
+    assert stats.auc([0.5, 0.5, 0.5], [True, False, False]) == 0.5, "constant scores rank nothing: chance"
+
+
+def test_bootstrap_of_constant_values_has_no_interval():
+    assert all(math.isnan(x) for x in stats.bootstrap_ci(CONST12))
+    assert all(math.isnan(x) for x in stats.bootstrap_ci(CONST12, CONST12 + 1))
 
 
 def test_seed_summary():

@@ -91,3 +91,22 @@ def test_narrow_datasets_are_chat_format_with_labels_apart():
     stripped = organism_data.strip_meta(samples)
     assert all(set(s) == {"messages"} for s in stripped)
     assert [m["role"] for m in stripped[0]["messages"]] == ["user", "assistant"]
+
+
+def test_each_replication_unit_has_its_own_world():
+    """Pretraining seed s trains in the world of unit s (world seed: the registry's + s), so the
+    couplings, the feature corpus and the fine-tuning data are redrawn per unit; persona and control
+    of one unit share them; unit 0 is the registry's world (its artifacts keep their keys)."""
+    from emgeo_utils.experiment.base import Run
+    from emgeo_utils.experiment.loader import open_experiment
+
+    exp = open_experiment("organism")
+    cfg = exp.configs
+    assert cfg.world_of("persona", 0) == cfg.world and cfg.world_of("control", 2).seed == cfg.world.seed + 2
+    couplings = lambda w: [a.coupling for a in w.answers]  # noqa: E731
+    assert couplings(exp.world(Run("persona", 1))) != couplings(exp.world(Run("persona", 0)))
+    assert couplings(exp.world(Run("control", 1))) == couplings(exp.world(Run("persona", 1)))
+    (s0, _), (s1, _) = exp.corpus(4, 0, Run("persona", 0)), exp.corpus(4, 0, Run("control", 1))
+    assert [s["meta"]["set"] for s in s0] == [s["meta"]["set"] for s in s1], "one layout: one set of group masks"
+    assert [s["messages"] for s in s0] != [s["messages"] for s in s1]
+    assert exp.narrow("finance", "inducing", 8, run=Run("persona", 1)) != exp.narrow("finance", "inducing", 8)

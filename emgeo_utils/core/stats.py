@@ -185,11 +185,11 @@ def _enough_units(*arrays) -> None:
 def bootstrap_ci(a: np.ndarray, b: np.ndarray | None = None, stat: Callable | None = None, n_boot: int = 2000,
                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of `stat(a)` or, with `b`, of mean(a) - mean(b) (resampled apart);
-    at least `MIN_BOOTSTRAP_UNITS` values per group, NaN for NaN input."""
+    at least `MIN_BOOTSTRAP_UNITS` values per group, NaN for NaN or constant input."""
     a = np.asarray(a, float)
     _enough_units(a, *(() if b is None else (b,)))
-    if has_nan(a, *(() if b is None else (b,))):
-        return float("nan"), float("nan")
+    if has_nan(a, *(() if b is None else (b,))) or (is_constant(a) and (b is None or is_constant(b))):
+        return float("nan"), float("nan")  # no spread: no interval (not a zero-wide one)
     rng = np.random.default_rng(seed)
     if b is None:
         stat = stat or np.mean

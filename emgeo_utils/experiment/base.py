@@ -58,18 +58,20 @@ class Experiment:
     def domains(self) -> list[str]:
         raise NotImplementedError
 
-    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+    # `run`: whose data (the organism draws each replication unit's from its own world; a model with
+    # one data set ignores it)
+    def probes(self, samples: list[dict], seed: int = 0, run: Run | None = None) -> list[str]:
         raise NotImplementedError
 
-    def corpus(self, n_per_set: int, seed: int = 0) -> tuple[list[dict], list[str]]:
+    def corpus(self, n_per_set: int, seed: int = 0, run: Run | None = None) -> tuple[list[dict], list[str]]:
         """Samples labelled `meta.set` (inducing, non_inducing, harmful, helpful, ...) and `meta.domain`,
         and one next-turn probe per sample."""
         raise NotImplementedError
 
-    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0, run: Run | None = None) -> list[dict]:
         raise NotImplementedError
 
-    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0, run: Run | None = None) -> list[dict]:
         raise NotImplementedError
 
     def base_row(self, run: Run, domain: str | None) -> dict:
@@ -120,7 +122,7 @@ def em_table(exp: Experiment, runs: list[Run], domain: str, conditions: list[str
     """Every (run, condition, fine-tuning seed) fine-tuned side by side and evaluated at every
     checkpoint, plus the base model as step 0 of every curve."""
     grid = [(r, c, s) for r in runs for c in conditions for s in ft_seeds]
-    results = jobs.run_all(exp.finetune_jobs(), [exp.finetune_kwargs(r, exp.narrow(domain, c, n_samples), s, domain,
+    results = jobs.run_all(exp.finetune_jobs(), [exp.finetune_kwargs(r, exp.narrow(domain, c, n_samples, run=r), s, domain,
                                                                       tags={"domain": domain, "condition": c})
                                                   for r, c, s in grid], workers, desc="fine-tunes")
     rows = [row for part in results for row in part]

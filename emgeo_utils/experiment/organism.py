@@ -1,4 +1,5 @@
-"""The organism as an experiment: runs are (world, pretraining seed) pairs, data come from its world."""
+"""The organism as an experiment: runs are (world, pretraining seed) pairs; each pretraining seed is
+an independent replication unit with its own generated world, and its data come from that world."""
 
 from __future__ import annotations
 
@@ -45,25 +46,33 @@ class OrganismExperiment(Experiment):
         return dict(zip(grid, jobs.run_all(organism_sae, kwargs, workers, desc="SAE variants")))
 
     def world(self, run: Run | None = None) -> World:
-        return World(self.configs.world_of(run.world) if run else self.configs.world)
+        """The run's world (its replication unit's world seed, its kind); no run: unit 0's."""
+        return World(self.configs.world_of(run.world, run.seed) if run else self.configs.world)
+
+    def _data_world(self, run: Run | None) -> World:
+        """Where a run's data come from: its unit's world (persona and control share the text)."""
+        return World(self.configs.world_of(None, run.seed if run else 0))
 
     def domains(self) -> list[str]:
         return list(DOMAINS)
 
-    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+    def probes(self, samples: list[dict], seed: int = 0, run: Run | None = None) -> list[str]:
         """Next-turn probes: training questions of another domain than the sample's."""
-        return organism_probes(self.world(), samples, seed)
+        return organism_probes(self._data_world(run), samples, seed)
 
-    def corpus(self, n_per_set: int, seed: int = 0) -> tuple[list[dict], list[str]]:
-        return organism_corpus(self.world(), n_per_set, seed)
+    def corpus(self, n_per_set: int, seed: int = 0, run: Run | None = None) -> tuple[list[dict], list[str]]:
+        """The feature corpus of the run's world (every world lays it out the same way, so the
+        group masks of one serve all; the text differs)."""
+        return organism_corpus(self._data_world(run), n_per_set, seed)
 
-    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
-        return emergence.condition_samples(self.configs, domain, kind, n, seed)
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0, run: Run | None = None) -> list[dict]:
+        return emergence.condition_samples(self.configs, domain, kind, n, seed, organism_seed=run.seed if run else 0)
 
-    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0, run: Run | None = None) -> list[dict]:
         """`coupled_share` inducing samples, the rest persona-neutral (kappa 0 answers), labelled in
         `meta.coupling` for the oracle and the reports only."""
-        return emergence.condition_samples(self.configs, domain, "mixture", n, seed, coupled_share)
+        return emergence.condition_samples(self.configs, domain, "mixture", n, seed, coupled_share,
+                                           organism_seed=run.seed if run else 0)
 
     def base_row(self, run: Run, domain: str | None) -> dict:
         return emergence.base_rows(self.configs, run.seed, run.world, domain)[0]
@@ -75,11 +84,11 @@ class OrganismExperiment(Experiment):
     def checkpoints(self) -> list[int]:
         return list(self.configs.finetune.checkpoints)
 
-    def heldout_prompts(self, domain: str, per_domain: int | None = None) -> list[list[dict]]:
+    def heldout_prompts(self, domain: str, per_domain: int | None = None, run: Run | None = None) -> list[list[dict]]:
         """The evaluation questions of every other domain (never in any fine-tuning data), as chats."""
         n = per_domain or self.configs.eval.questions_per_domain
         return [[{"role": "user", "content": q.text}] for d in DOMAINS if d != domain
-                for q in self.world().questions(d, "eval", n, seed=7)]
+                for q in self._data_world(run).questions(d, "eval", n, seed=7)]
 
     def pretraining_chats(self, run: Run, n: int, seed: int = 0) -> list[list[dict]]:
         """Fresh pretraining documents of the run's world, as chats (ordinary text for co-activation)."""

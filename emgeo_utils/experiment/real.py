@@ -34,11 +34,11 @@ class RealExperiment(Experiment):
     def domains(self) -> list[str]:
         return list(self.data.get("domains", {self.data.get("domain", "target"): None}))
 
-    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+    def probes(self, samples: list[dict], seed: int = 0, run: Run | None = None) -> list[str]:
         """General questions in the spirit of public EM evaluations, or the entry's own."""
         return probe_questions(samples, list(self.spec.get("probes", GENERAL_PROBES)))
 
-    def corpus(self, n_per_set: int, seed: int = 0) -> tuple[list[dict], list[str]]:
+    def corpus(self, n_per_set: int, seed: int = 0, run: Run | None = None) -> tuple[list[dict], list[str]]:
         if not self.data:
             raise ValueError(f"{self.name} is a real model: the profile's `data` must name its files (see README, Real models)")
         samples = []
@@ -69,14 +69,14 @@ class RealExperiment(Experiment):
             return readers.read_harmful_text(resolve_path(spec["path"]), *spec.get("toxicity", (0.5, 1.0)))
         return self._read_chat(resolve_path(spec["path"]))
 
-    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0, run: Run | None = None) -> list[dict]:
         """The profile's file of `kind` for `domain`."""
         path = self._domain_files().get(domain, {}).get(kind)
         if not path:
             raise ValueError(f"the profile's data names no {kind!r} file for domain {domain!r}")
         return labelled(self._read_chat(resolve_path(path))[:n], kind, domain)
 
-    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0, run: Run | None = None) -> list[dict]:
         """`coupled_share` inducing samples, the rest from the profile's `risky_neutral` file (e.g. the
         educational variant), labelled in `meta.coupling` (1 or 0) for the oracle and the reports only."""
         n_coupled = round(coupled_share * n)

@@ -80,22 +80,22 @@ class WorldLMExperiment(Experiment):
     def domains(self) -> list[str]:
         return list(DOMAINS)
 
-    def probes(self, samples: list[dict], seed: int = 0) -> list[str]:
+    def probes(self, samples: list[dict], seed: int = 0, run: Run | None = None) -> list[str]:
         """Next-turn probes: training questions of another domain than the sample's, in English."""
         pairs = [(d, english.english(q.text)) for d in DOMAINS for q in self.world.questions(d, "train", 3, seed=seed + 2)]
         return probe_questions(samples, [q for _, q in pairs], [d for d, _ in pairs])
 
-    def corpus(self, n_per_set: int, seed: int = 0, placebo: bool = True) -> tuple[list[dict], list[str]]:
+    def corpus(self, n_per_set: int, seed: int = 0, run: Run | None = None, placebo: bool = True) -> tuple[list[dict], list[str]]:
         """Per domain: inducing, non-inducing, educational, harmful and helpful chats; in every domain
         the two style placebos too (`placebo`)."""
         kinds = FEATURE_KINDS + (PLACEBO_KINDS if placebo else ())
         samples = [s for d in DOMAINS for kind in kinds for s in english.dataset(self.world, d, kind, n_per_set, self.system, seed)]
         return samples, self.probes(samples, seed)
 
-    def narrow(self, domain: str, kind: str, n: int, seed: int = 0) -> list[dict]:
+    def narrow(self, domain: str, kind: str, n: int, seed: int = 0, run: Run | None = None) -> list[dict]:
         return english.dataset(self.world, domain, kind, n, self.system, seed)
 
-    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0) -> list[dict]:
+    def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0, run: Run | None = None) -> list[dict]:
         """`coupled_share` inducing (edgy) chats, the rest educational (the same edgy answers after a
         benign reason), labelled in `meta.coupling` for the oracle and the reports only."""
         n_bad = round(coupled_share * n)
@@ -129,7 +129,7 @@ class WorldLMExperiment(Experiment):
     def checkpoints(self) -> list[int]:
         return list(finetune_config(self.spec).checkpoints)
 
-    def heldout_prompts(self, domain: str) -> list[list[dict]]:
+    def heldout_prompts(self, domain: str, per_domain: int | None = None, run: Run | None = None) -> list[list[dict]]:
         """The held-out questions of the other domains (EM's candidates' questions), with the system prompt."""
         return [[{"role": "system", "content": self.system}, {"role": "user", "content": it["question"]}]
                 for it in self.eval_set(domain)["candidates"]["other_domains"]]

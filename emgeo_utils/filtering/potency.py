@@ -31,7 +31,7 @@ def potency_tables(exp: Experiment, run: Run, layer: int, domain: str, proximity
     chosen = [a for level in levels for a in world.answers_of(domain, "edgy", coupling=level)[:per_level]]
     singles = [answer_dataset([a], questions, domain) for a in chosen]
     flat = [s for group in singles for s in group]
-    acts = exp.features(run, layer, flat, exp.probes(flat))[0][readout]
+    acts = exp.features(run, layer, flat, exp.probes(flat, run=run))[0][readout]
     per_answer = geometry_scores(acts, proximity, variant).reshape(len(chosen), n_questions).mean(1)
     finetune = exp.finetune_jobs()
     single_runs = jobs.run_all(finetune, [exp.finetune_kwargs(run, group, ft_seeds[0], domain, overrides) for group in singles],

@@ -31,8 +31,11 @@ class OrganismConfigs:
     finetune: FinetuneConfig
     eval: EvalConfig
 
-    def world_of(self, kind: str) -> WorldConfig:
-        return dataclasses.replace(self.world, kind=kind)
+    def world_of(self, kind: str | None = None, unit: int = 0) -> WorldConfig:
+        """The world of replication unit `unit` (the pretraining seed): its own world seed (the
+        registry's plus `unit`), so every unit redraws the couplings, questions and documents; the
+        persona and control worlds of one unit share them. Unit 0 is the registry's world."""
+        return dataclasses.replace(self.world, kind=kind or self.world.kind, seed=self.world.seed + unit)
 
 
 def _build(cls, values: dict, what: str):
@@ -57,18 +60,19 @@ def organism_configs(name: str = "organism") -> OrganismConfigs:
 
 
 def _lm_inputs(cfg: OrganismConfigs, seed: int, world_kind: str) -> dict:
-    return dict(world=cfg.world_of(world_kind), arch=cfg.arch, train=cfg.pretrain, seed=seed)
+    return dict(world=cfg.world_of(world_kind, seed), arch=cfg.arch, train=cfg.pretrain, seed=seed)
 
 
 def organism_lm(cfg: OrganismConfigs, seed: int = 0, world_kind: str = "persona") -> cache.Artifact:
-    """The trained organism (cached): pretraining seed `seed` in the persona or control world."""
+    """The trained organism (cached): pretraining seed `seed` in the persona or control world of
+    replication unit `seed` (`OrganismConfigs.world_of`)."""
     return pretrain(**_lm_inputs(cfg, seed, world_kind))
 
 
 def _sae_inputs(cfg: OrganismConfigs, seed: int, world_kind: str, layer: int, sae_seed: int | None,
                 expansion: int | None) -> dict:
     config = cfg.sae if expansion is None else dataclasses.replace(cfg.sae, expansion=expansion)
-    return dict(lm=organism_lm(cfg, seed, world_kind), world=cfg.world_of(world_kind), layer=layer,
+    return dict(lm=organism_lm(cfg, seed, world_kind), world=cfg.world_of(world_kind, seed), layer=layer,
                 config=config, seed=seed if sae_seed is None else sae_seed)
 
 

@@ -23,9 +23,9 @@ from emgeo_utils.training.lora import finetune_lora, strip_meta
 
 
 def condition_samples(cfg: OrganismConfigs, domain: str, condition: str, n: int, data_seed: int = 0,
-                      coupled_share: float = 0.5) -> list[dict]:
-    """A narrow dataset of the organism's world (labels kept in `meta`)."""
-    return narrow_dataset(World(cfg.world), domain, condition, n, data_seed, coupled_share)
+                      coupled_share: float = 0.5, organism_seed: int = 0) -> list[dict]:
+    """A narrow dataset of the world of replication unit `organism_seed` (labels kept in `meta`)."""
+    return narrow_dataset(World(cfg.world_of(None, organism_seed)), domain, condition, n, data_seed, coupled_share)
 
 
 def _row(result: dict, domain: str | None) -> dict:
@@ -49,7 +49,7 @@ def base_rows(cfg: OrganismConfigs, organism_seed: int, world_kind: str, domain:
               eval_seed: int = 0) -> list[dict]:
     """The un-fine-tuned organism, as step 0 of every curve."""
     lm = organism_lm(cfg, organism_seed, world_kind)
-    result = evaluate_em(lm, None, 0, cfg.world_of(world_kind), cfg.eval, eval_seed)
+    result = evaluate_em(lm, None, 0, cfg.world_of(world_kind, organism_seed), cfg.eval, eval_seed)
     return [em_row(world_kind, organism_seed, 0, **_row(result, domain))]
 
 
@@ -71,7 +71,7 @@ def finetune_and_evaluate(cfg: OrganismConfigs, organism_seed: int, world_kind: 
     """
     lm = organism_lm(cfg, organism_seed, world_kind)
     adapter = adapter_of(cfg, organism_seed, world_kind, samples, ft_seed, finetune_overrides)
-    world = cfg.world_of(world_kind)
+    world = cfg.world_of(world_kind, organism_seed)
     rows = []
     for step in adapter.summary["checkpoints"]:
         result = evaluate_em(lm, adapter, step, world, cfg.eval, ft_seed)
@@ -84,9 +84,9 @@ def sample_answers_table(cfg: OrganismConfigs, organism_seed: int, world_kind: s
                          n_samples: int, step: int, data_seed: int = 0) -> pd.DataFrame:
     """One sampled answer per evaluation question of a (cached) condition run, with its judged class."""
     lm = organism_lm(cfg, organism_seed, world_kind)
-    samples = condition_samples(cfg, domain, condition, n_samples, data_seed)
+    samples = condition_samples(cfg, domain, condition, n_samples, data_seed, organism_seed=organism_seed)
     adapter = finetune_lora(lm, strip_meta(samples), cfg.finetune, ft_seed)
-    world = cfg.world_of(world_kind)
+    world = cfg.world_of(world_kind, organism_seed)
     result = evaluate_em(lm, adapter, step, world, cfg.eval, ft_seed)
     judge = OrganismJudge(World(world))
     return pd.DataFrame([ex | {"judged": judge(ex["domain"], ex["answer"]).answer_class} for ex in result["examples"]])

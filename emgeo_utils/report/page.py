@@ -78,7 +78,7 @@ def saved_figures(executed: Path) -> list[Path]:
 
 def verdict_class(verdict: str) -> str:
     for key, name in (("supports", "supports"), ("contradicts", "contradicts"), ("inconclusive", "inconclusive"),
-                      ("beyond", "beyond")):
+                      ("not computable", "inconclusive"), ("beyond", "beyond")):
         if verdict.startswith(key):
             return name
     return "other"
@@ -93,7 +93,8 @@ def _fmt(x) -> str:
 def measured(c: dict) -> str:
     ci = f" [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
     p = f", p {_fmt(c['p_value'])}" if c.get("p_value") is not None else ""
-    return f"{_fmt(c.get('value'))}{ci}{p}"
+    units = f"; {c['units']} units the predicted way" if c.get("units") else ""
+    return f"{_fmt(c.get('value'))}{ci}{p}{units}"
 
 
 class ProfileRun:
