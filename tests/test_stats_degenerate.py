@@ -148,3 +148,9 @@ def test_seed_summary():
     frame = pd.DataFrame({"g": ["a", "a", "a"], "v": [0.1, np.nan, 0.2]})
     row = stats.seed_summary(frame, "v", ["g"]).iloc[0]
     assert math.isnan(row.ci_low) and math.isnan(row.ci_high)
+
+
+def test_spearman_ci_gives_no_percentile_interval_under_ten_pairs():
+    rho, lo, hi, p = stats.spearman_ci(np.arange(9.0), np.arange(9.0) ** 2, n_boot=200)
+    assert rho == pytest.approx(1.0) and math.isnan(lo) and math.isnan(hi) and p < 0.01
+    assert not math.isnan(stats.spearman_ci(np.arange(10.0), np.arange(10.0) ** 2, n_boot=200)[1])

@@ -310,7 +310,9 @@ def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
     """Spearman rho, its bootstrap CI, and the one-sided permutation p-value (H1: rho > 0).
 
-    Vectorised: every resample is ranked at once (ties get average ranks, as in scipy)."""
+    Vectorised: every resample is ranked at once (ties get average ranks, as in scipy). Below
+    `MIN_BOOTSTRAP_UNITS` pairs the percentile bootstrap does not cover: the CI is NaN (the
+    permutation p stays valid)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     rho = spearman(x, y)
     if not np.isfinite(rho):  # a constant side or a NaN: nothing to test
@@ -321,7 +323,7 @@ def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, 
     boots = boots[np.isfinite(boots)]  # resamples with a constant side have no correlation
     rx, ry = sps.rankdata(x), sps.rankdata(y)
     null = _row_pearson(np.broadcast_to(rx, (n_boot, len(x))), ry[np.argsort(rng.random((n_boot, len(y))), axis=1)])
-    lo, hi = (np.quantile(boots, [0.025, 0.975]) if len(boots) else (np.nan, np.nan))
+    lo, hi = (np.quantile(boots, [0.025, 0.975]) if len(boots) and len(x) >= MIN_BOOTSTRAP_UNITS else (np.nan, np.nan))
     return rho, float(lo), float(hi), permutation_p(rho, null)
 
 
