@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from emgeo_utils.core.stats import frequency_matched_draws, mean_ci, permutation_p, seed_level_test
-from emgeo_utils.features.selection import contrast_of
+from emgeo_utils.features.selection import activation_frequency, contrast_of
 from emgeo_utils.geometry.similarity import unit_rows
 
 COMPONENTS = ("overlap", "distinct", "combined")
@@ -187,13 +187,14 @@ class Decomposition:
         diffs = self._differences(self.scores, a, b)
         return {c: diffs[c].numpy() for c in COMPONENTS}
 
-    def feature_null(self, n_perm: int, seed: int) -> dict[str, tuple[float, np.ndarray]]:
+    def feature_null(self, n_perm: int, seed: int) -> dict[str, np.ndarray]:
         """Every component for placebo pairs of feature sets, harmful set fixed: each feature of the
         inducing and of the comparison set replaced by a random feature of its activation-frequency
-        bin ({component: (observed, null draws)}). `distinct` draws only outside the harmful set."""
+        bin ({component: null draws}, empty where a set has no features to replace). `distinct`
+        draws only outside the harmful set."""
         if not hasattr(self, "scores"):
             self.observed()
-        frequency = (self.acts > 0).double().mean(0).numpy()
+        frequency = activation_frequency(self.acts).numpy()
         harmful = torch.nonzero(self.scores.in_harmful).flatten().numpy()
         per = (self.scores.others if self.shared == "others" else self.scores.include).numpy()
         in_harmful = self.scores.in_harmful.double().numpy()
@@ -204,15 +205,14 @@ class Decomposition:
             if outside:
                 a, b = a[~in_harmful[a].astype(bool)], b[~in_harmful[b].astype(bool)]
             if not len(a) or not len(b):
-                out[c] = (float("nan"), np.array([]))
+                out[c] = np.array([])
                 continue
             exclude = harmful if outside else None
             draws_a = frequency_matched_draws(frequency, a, n_perm, seed, exclude=exclude)
             draws_b = frequency_matched_draws(frequency, b, n_perm, seed + 1, exclude=exclude)
             values = in_harmful if c == "overlap" else per
             stat = _sum if c == "overlap" else _finite_mean
-            out[c] = (float(stat(values[a][None, :])[0] - stat(values[b][None, :])[0]),
-                      stat(values[draws_a]) - stat(values[draws_b]))
+            out[c] = stat(values[draws_a]) - stat(values[draws_b])
         return out
 
     def bootstrap(self, n_boot: int, seed: int) -> dict[str, np.ndarray]:
@@ -263,7 +263,7 @@ def decompose(dec: Decomposition, n_perm: int = 1000, n_boot: int = 200, seed: i
     for c in COMPONENTS:
         value = obs[c]
         p_samples = permutation_p(value, null[c]) if null is not None else float("nan")
-        p_features = permutation_p(*features[c]) if features else float("nan")
+        p_features = permutation_p(value, features[c]) if features else float("nan")
         out[f"p_samples_{c}"], out[f"p_features_{c}"] = p_samples, p_features
         out[f"p_{c}"] = max(p_samples, p_features) if np.isfinite(p_samples) and np.isfinite(p_features) else float("nan")
         b = boots[c][np.isfinite(boots[c])] if boots is not None else np.array([])
@@ -275,7 +275,7 @@ def decompose(dec: Decomposition, n_perm: int = 1000, n_boot: int = 200, seed: i
 
 def across_seeds(frame, component: str) -> dict:
     """One component over pretraining seeds (`frame`: one `decompose` row per seed): mean, t-CI, how
-    many seeds point the predicted way (`units`), and its claim-2 p.
+    many seeds have a positive difference (`units`), and its claim-2 p.
 
     The p is the larger of the one-sided t-test whose unit is the seed and every seed's
     placebo-feature-set p: the seeds share one generated world, so a difference the world's data

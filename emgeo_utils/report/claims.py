@@ -58,7 +58,9 @@ class Claim:
     direction: int = 1       # +1: the paper's prediction is a value above `null_value`; -1: below
     null_value: float = 0.0
     cell: int | None = None  # the execution count of the notebook cell that checked it (the report links it)
-    units: str | None = None  # "k/n": in how many independent units (seeds, models) the effect points the predicted way
+    # "k/n": in how many independent units (seeds, models) the effect points the way the claim states
+    # (not necessarily the paper's prediction: a control claim counts the units where its effect is there)
+    units: str | None = None
     not_computable: str | None = None  # why the statistic or its p could not be computed (NaN is never evidence)
 
     @property
@@ -144,7 +146,7 @@ class ClaimsRecord:
               not_computable: str | None = None) -> None:
         """Record a claim and whether its outcome equals the profile's expectation (`finish` fails on a flip).
 
-        `units`: (k, n), the effect points the predicted way in k of n independent units. A value or a
+        `units`: (k, n), the effect points the way the claim states in k of n independent units. A value or a
         p-value given as NaN makes the claim *not computable* (the outcome does not hold); say why in
         `not_computable`, or the record says the statistic was NaN."""
         if expected is not None and not isinstance(expected, bool) and not (
@@ -200,7 +202,7 @@ def to_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 MD_COLUMNS = ["notebook", "claim", "statement", "paper predicts", "our expectation", "measured", "p (smallest)",
-              "units predicted way", "verdict", "note"]
+              "units in the claim's direction", "verdict", "note"]
 
 
 def _md_row(r: dict) -> list[str]:
@@ -240,8 +242,8 @@ def gather(profile: str = "default") -> pd.DataFrame:
              "and whether it was set before or after measuring. *Verdict*: the measurement read against the paper — "
              "supports, contradicts, or inconclusive (the design cannot reach p < alpha, the CI spans the null, or the "
              "effect points the predicted way but misses the claim's own criterion). "
-             "*p (smallest)*: the p-value and the smallest the design can produce. *Units predicted way*: in how "
-             "many independent units (pretraining seeds, models) the effect points the way the claim predicts. "
+             "*p (smallest)*: the p-value and the smallest the design can produce. *Units in the claim's direction*: in "
+             "how many independent units (pretraining seeds, models) the effect points the way the statement says. "
              "*Not computable*: the statistic or its p was NaN (the reason is given); NaN is never evidence.", "",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), "",
              "| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]

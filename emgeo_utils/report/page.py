@@ -93,7 +93,7 @@ def _fmt(x) -> str:
 def measured(c: dict) -> str:
     ci = f" [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
     p = f", p {_fmt(c['p_value'])}" if c.get("p_value") is not None else ""
-    units = f"; {c['units']} units the predicted way" if c.get("units") else ""
+    units = f"; {c['units']} units in the claim's direction" if c.get("units") else ""
     return f"{_fmt(c.get('value'))}{ci}{p}{units}"
 
 
