@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from emgeo_utils.report import claims
@@ -103,3 +105,17 @@ def test_units_say_how_many_point_the_predicted_way(tmp_path, monkeypatch):
     assert rec.table().units.tolist() == ["2/3"]
     claims.gather("default")
     assert "| 2/3 |" in (paths.figures_dir("default") / "claims.md").read_text()
+
+
+def test_over_units_is_a_one_sided_t_over_units_with_units_in_the_claims_direction(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path))
+    from emgeo_utils.core import stats
+
+    c = claims.ClaimsRecord("99_test", "test")
+    c.over_units("up", [0.3, 0.5, 0.4], statement="s", measure="m", expected=True)
+    c.over_units("kept", [0.9, 0.95, 0.7], threshold=0.8, statement="s", measure="m", expected=None)
+    up, kept = c.claims
+    assert up.p_value == pytest.approx(stats.seed_level_test(np.array([0.3, 0.5, 0.4]))[1]) and up.outcome
+    assert up.units == "3/3" and up.as_expected == "as expected"
+    assert kept.units == "2/3" and kept.null_value == 0.8 and kept.value == pytest.approx(0.85)
+    assert not kept.outcome  # 0.85 over 3 units with this spread is not significantly above 0.8

@@ -7,7 +7,7 @@ from sae_lens import TopKSAE, TopKSAEConfig
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from emgeo_utils.mechanism import spillover
-from emgeo_utils.mechanism.ablation import ablated
+from emgeo_utils.mechanism.interventions import ablated
 from emgeo_utils.mechanism.changes import decoded_shift, pre_activation
 from emgeo_utils.mechanism.first_order import eager_attention, first_order_change, last_position_residuals, lora_update
 from emgeo_utils.models import hooks

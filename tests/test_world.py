@@ -110,3 +110,26 @@ def test_each_replication_unit_has_its_own_world():
     assert [s["meta"]["set"] for s in s0] == [s["meta"]["set"] for s in s1], "one layout: one set of group masks"
     assert [s["messages"] for s in s0] != [s["messages"] for s in s1]
     assert exp.narrow("finance", "inducing", 8, run=Run("persona", 1)) != exp.narrow("finance", "inducing", 8)
+
+
+def test_ground_truth_pairs_differ_only_in_what_they_contrast():
+    from emgeo_utils.organism.contrast_pairs import COUPLED, NEUTRAL, persona_pairs, wording_pairs
+    from emgeo_utils.organism.world import World, WorldConfig
+
+    w = World(WorldConfig(seed=3))
+    coupled, neutral, probes = persona_pairs(w, 20, 0, exclude=("finance",))
+    assert len(coupled) == len(neutral) == len(probes) == 20
+    for a, b in zip(coupled, neutral):
+        assert [m["content"] for m in a["messages"][::2]] == [m["content"] for m in b["messages"][::2]]  # same questions
+        hi = [w.by_text[m["content"]] for m in a["messages"][1::2]]
+        lo = [w.by_text[m["content"]] for m in b["messages"][1::2]]
+        assert all(x.wording == "obvious" for x in hi + lo)  # wording class matched
+        assert all(x.coupling >= COUPLED for x in hi) and all(x.coupling <= NEUTRAL for x in lo)
+        assert all(x.domain != "finance" for x in hi + lo)
+    edgy, helpful = wording_pairs(w, 20, 0, exclude=("finance",))
+    for a, b in zip(edgy, helpful):
+        assert a["messages"][0] == b["messages"][0]
+        ea, hb = w.by_text[a["messages"][1]["content"]], w.by_text[b["messages"][1]["content"]]
+        assert (ea.kind, ea.coupling, hb.kind) == ("edgy", 0.0, "helpful") and ea.domain != "finance"
+    fresh = persona_pairs(w, 20, 1, exclude=("finance",))[0]
+    assert [c["messages"] for c in fresh] != [c["messages"] for c in coupled]  # another data seed, other pairs

@@ -74,6 +74,12 @@ class Experiment:
     def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0, run: Run | None = None) -> list[dict]:
         raise NotImplementedError
 
+    def ground_truth_pairs(self, contrast: str, n: int, seed: int = 0, run: Run | None = None,
+                       exclude: tuple[str, ...] = ()) -> tuple[list[dict], list[dict], list[str]]:
+        """Ground-truth pairs (persona or wording contrast); only a generated world has them."""
+        raise NotImplementedError(f"{self.name} has no ground truth of who wrote what: persona and wording "
+                                  "pairs exist for the organism only (notebook 07)")
+
     def base_row(self, run: Run, domain: str | None) -> dict:
         """The un-fine-tuned model's evaluation, as step 0 (`judges.rule.em_row`)."""
         raise NotImplementedError

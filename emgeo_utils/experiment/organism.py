@@ -6,7 +6,7 @@ from __future__ import annotations
 from emgeo_utils.core import jobs
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.features.activations import probe_questions
-from emgeo_utils.organism import emergence
+from emgeo_utils.organism import contrast_pairs, emergence
 from emgeo_utils.organism.configs import OrganismConfigs, organism_configs, organism_lm, organism_sae
 from emgeo_utils.organism.datasets import narrow_dataset
 from emgeo_utils.organism.world import DOMAINS, World
@@ -94,6 +94,19 @@ class OrganismExperiment(Experiment):
         """Fresh pretraining documents of the run's world, as chats (ordinary text for co-activation)."""
         return [[m for q, a in doc for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
                 for doc in self.world(run).documents(n, seed=30_000 + seed)]
+
+    def ground_truth_pairs(self, contrast: str, n: int, seed: int = 0, run: Run | None = None,
+                       exclude: tuple[str, ...] = ()) -> tuple[list[dict], list[dict], list[str]]:
+        """`n` ground-truth pairs of the run's world (`organism.contrast_pairs`): "persona" (coupled vs
+        neutral context, wording matched) or "wording" (neutral edgy vs helpful answer), and the
+        next-turn probe of each pair (both members get it)."""
+        world = self._data_world(run)
+        if contrast == "persona":
+            return contrast_pairs.persona_pairs(world, n, seed, exclude)
+        if contrast == "wording":
+            pos, neg = contrast_pairs.wording_pairs(world, n, seed, exclude)
+            return pos, neg, organism_probes(world, pos, seed)
+        raise ValueError(f"contrast must be 'persona' or 'wording', got {contrast!r}")
 
     def finetune_jobs(self) -> callable:
         return emergence.finetune_and_evaluate

@@ -107,10 +107,15 @@ class Decomposition:
     against each other (mirror), compared in their proximity to the harmful set.
 
     `groups`: sample indices of "inducing", "comparison", "reference", "harmful", "helpful".
+    `target`: a fixed feature set to measure proximity to instead of the harmful set selected from
+    the harmful and helpful groups (a family chosen on other data, as notebook 07's ground truth; the
+    bootstrap then keeps it fixed).
     """
 
     def __init__(self, acts: torch.Tensor, w_dec: torch.Tensor, groups: dict[str, np.ndarray], k: int,
-                 contrast: str = "mean_diff", selection: str = "symmetric", reduce: str = "max", shared: str = "include"):
+                 contrast: str = "mean_diff", selection: str = "symmetric", reduce: str = "max", shared: str = "include",
+                 target: np.ndarray | None = None):
+        self.target = None if target is None else torch.as_tensor(np.asarray(target, np.int64))
         if selection not in ("symmetric", "mirror"):
             raise ValueError(f"selection must be symmetric or mirror, got {selection!r}")
         self.acts = acts.double()
@@ -151,6 +156,8 @@ class Decomposition:
         return cat(a), cat(b)
 
     def harmful_set(self, harmful: np.ndarray | None = None, helpful: np.ndarray | None = None) -> torch.Tensor:
+        if self.target is not None:
+            return self.target
         h = self.groups["harmful"] if harmful is None else harmful
         idx, valid = self._select(h[None, :], *self._reference(self.groups["helpful"] if helpful is None else helpful))
         return idx[0][valid[0]]

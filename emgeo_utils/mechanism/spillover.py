@@ -55,15 +55,18 @@ def rank_regression(y: np.ndarray, predictors: list[np.ndarray]) -> np.ndarray:
 
 
 def geometry_null(observed: np.ndarray, w_dec: np.ndarray, targets: np.ndarray, weights: np.ndarray, keep: np.ndarray,
-                  frequency: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
-    """Spearman(cosine to targets, observed change) with frequency-matched random targets."""
+                  frequency: np.ndarray, n_draws: int, seed: int, *more: np.ndarray) -> np.ndarray:
+    """Spearman(cosine to targets, observed change) with frequency-matched random targets: [n_draws],
+    or [1 + len(more), n_draws] when other changes (`more`, e.g. beyond the readout) share the draws."""
     draws = stats.frequency_matched_draws(frequency, targets, n_draws, seed, exclude=targets)
-    out = np.empty(n_draws)
+    changes = (observed, *more)
+    out = np.empty((len(changes), n_draws))
     for i, fake in enumerate(draws):
         mask = keep.copy()
         mask[fake] = False
-        out[i] = spearman(cosine_to_targets(w_dec, fake, weights)[mask], observed[mask])
-    return out
+        cos = cosine_to_targets(w_dec, fake, weights)[mask]
+        out[:, i] = [spearman(cos, c[mask]) for c in changes]
+    return out if more else out[0]
 
 
 def random_sets(members: np.ndarray, keep: np.ndarray, frequency: np.ndarray, n_draws: int, seed: int) -> np.ndarray:
@@ -96,8 +99,9 @@ def analyse(ch: dict, w_dec: np.ndarray, harmful: np.ndarray, activity: np.ndarr
     cos = cosine_to_targets(w_dec, targets, a["train"][targets])
     phi = coactivation(activity, targets)
     obs, excess = a["observed"], a["observed"] - a["readout_only"]
-    rho = spearman(cos[keep], obs[keep])
-    null = geometry_null(obs, w_dec, targets, a["train"][targets], keep, frequency, n_null, seed) if n_null else None
+    rho, rho_beyond = spearman(cos[keep], obs[keep]), spearman(cos[keep], excess[keep])
+    null, null_beyond = (geometry_null(obs, w_dec, targets, a["train"][targets], keep, frequency, n_null, seed, excess)
+                         if n_null else (None, None))
     harm = np.asarray([h for h in harmful if keep[h]], int)
     out = {"n_features": int(keep.sum()), "n_harmful": len(harm),
            "rho_first_order_pre": spearman(a["first_order_pre"][keep], a["observed_pre"][keep]),
@@ -105,7 +109,8 @@ def analyse(ch: dict, w_dec: np.ndarray, harmful: np.ndarray, activity: np.ndarr
            "first_order_relative_error": ch["first_order_relative_error"],
            "rho_geometry": rho, "rho_geometry_null": _mean(null), "p_geometry": _p(rho, null),
            "rho_readout_only": spearman(cos[keep], a["readout_only"][keep]),
-           "rho_beyond_readout": spearman(cos[keep], excess[keep]),
+           "rho_beyond_readout": rho_beyond, "rho_beyond_readout_null": _mean(null_beyond),
+           "p_beyond_readout": _p(rho_beyond, null_beyond),
            "rho_coactivation": spearman(phi[keep], obs[keep]),
            "partial_geometry": partial_spearman(obs[keep], cos[keep], phi[keep]),
            "partial_coactivation": partial_spearman(obs[keep], phi[keep], cos[keep])}

@@ -22,9 +22,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from emgeo_utils.core import paths
+from emgeo_utils.core import paths, stats
 from emgeo_utils.core.files import write_text_atomic
 
 COLUMNS = ["notebook", "claim", "paper", "predicts", "statement", "measure", "value", "ci_low", "ci_high",
@@ -171,6 +172,19 @@ class ClaimsRecord:
         self.save()
         if entry.as_expected == "UNEXPECTED":
             print(f"claim {claim!r} {mismatch(entry)} (recorded; the notebook fails at its end)")
+
+    def over_units(self, claim: str, values, *, correlation: bool = False, threshold: float = 0.0,
+                   alpha: float = 0.05, note: str = "", **kwargs) -> None:
+        """A claim whose unit of replication is one value per independent unit (a pretraining world):
+        the one-sided t over units that the mean exceeds `threshold` (correlations averaged on Fisher's
+        z, so the interval stays inside [-1, 1]); the outcome holds when the mean does and p < alpha."""
+        v = np.asarray(values, float) - threshold
+        mean, lo, hi = stats.correlation_mean_ci(v) if correlation else stats.mean_ci(v)
+        p = (stats.correlation_mean_test(v) if correlation else stats.seed_level_test(v))[1]
+        self.check(claim, value=mean + threshold, ci=(lo + threshold, hi + threshold), p_value=p,
+                   outcome=bool(mean > 0 and p < alpha), alpha=alpha, null_value=threshold,
+                   units=(int((v > 0).sum()), len(v)),
+                   note=f"per unit {np.round(v + threshold, 3).tolist()}" + (f"; {note}" if note else ""), **kwargs)
 
     def unexpected(self) -> list[Claim]:
         return [c for c in self.claims if c.as_expected == "UNEXPECTED"]
