@@ -124,3 +124,24 @@ def test_claim2_against_a_fixed_family_measures_proximity_to_it_and_keeps_it_in_
     assert torch.equal(dec.harmful_set(np.arange(60, 62), np.arange(40, 42)), torch.as_tensor(target))  # resamples keep it
     empty = components.decompose(components.Decomposition(acts, w_dec, groups, 6, target=np.array([], int)), 20, 0)
     assert empty["overlap"] == 0 and np.isnan(empty["distinct"])  # nothing to be near: distinct is not computable
+
+
+def test_removal_passes_a_llama_forwards_keywords_through_left_padding_and_kept_logits():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=D, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=8)).double().eval()
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False)).double().eval()
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    attn = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    kwargs = dict(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(1) - 1).clamp(min=0), logits_to_keep=3)
+    with torch.no_grad():
+        with model.disable_adapter():
+            base_logits = model(**kwargs).logits
+        with update_removed(model, 1, torch.eye(D, dtype=torch.float64)):
+            cut_logits = model(**kwargs).logits
+        tuned = model(**kwargs).logits
+    assert cut_logits.shape == (2, 3, 50)
+    assert torch.allclose(cut_logits, base_logits, atol=1e-10) and not torch.allclose(tuned, base_logits, atol=1e-4)

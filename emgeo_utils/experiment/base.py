@@ -29,6 +29,10 @@ class Experiment:
     """What notebooks need from a model: runs, a feature corpus, features, decoders, fine-tunes."""
 
     is_organism = False
+    has_ground_truth = False  # a generated world knows who wrote what (notebook 07's families)
+    unit = "ft_seed"  # the unit of replication: one run, so its fine-tuning seeds
+    content_matched = "educational"  # non-inducing data with the inducing data's content (the same edgy answers)
+    em_read = "harmful candidates' likelihood share on open questions"  # EM as notebook 07 reads it under cuts
 
     def __init__(self, spec: dict):
         self.spec = spec
@@ -79,6 +83,18 @@ class Experiment:
         """Ground-truth pairs (persona or wording contrast); only a generated world has them."""
         raise NotImplementedError(f"{self.name} has no ground truth of who wrote what: persona and wording "
                                   "pairs exist for the organism only (notebook 07)")
+
+    def world_label(self, world: str) -> str:
+        """How claims name a run's world (the organism has two kinds; a pretrained model is itself)."""
+        return self.name
+
+    def cut_functions(self) -> tuple[callable, callable]:
+        """(EM under cuts, activity where it is read): the cached functions notebook 07 runs."""
+        raise NotImplementedError(f"{self.name}: EM under a cut is built for the organism and world-lm models")
+
+    def cut_kwargs(self, run: Run, layer: int, domain: str) -> dict:
+        """What both cut functions need besides the adapter, checkpoint and cuts."""
+        raise NotImplementedError(f"{self.name}: EM under a cut is built for the organism and world-lm models")
 
     def base_row(self, run: Run, domain: str | None) -> dict:
         """The un-fine-tuned model's evaluation, as step 0 (`judges.rule.em_row`)."""

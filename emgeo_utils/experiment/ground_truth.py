@@ -26,10 +26,16 @@ def contrast_activations(exp: Experiment, run: Run, layer: int, contrast: str, n
     return acts[:n], acts[n:]
 
 
+RECOVERY_COLUMNS = ["world", "organism_seed", "family", "read_on", "size", "auc", "auc_null", "p"]
+
+
 def find_families(exp: Experiment, run: Run, layer: int, n_pairs: int, k: int, alpha: float, n_null: int, seed: int,
                   exclude: tuple[str, ...]) -> tuple[dict, pd.DataFrame]:
     """({family name: feature indices}, recovery table): each family found on one draw of pairs
-    (data seed `seed`) and scored on fresh pairs (`seed + 1`) of its own and of the other contrast."""
+    (data seed `seed`) and scored on fresh pairs (`seed + 1`) of its own and of the other contrast.
+    A model without ground truth has no families (and an empty table)."""
+    if not exp.has_ground_truth:
+        return {}, pd.DataFrame(columns=RECOVERY_COLUMNS)
     found, fresh, frequency = {}, {}, {}
     for name in CONTRASTS:
         pos, neg = contrast_activations(exp, run, layer, name, n_pairs, seed, exclude)
@@ -68,20 +74,31 @@ def cut_plan(families_of_run: dict[str, np.ndarray], frequency: np.ndarray, n_ra
     return plan
 
 
+def family_sizes(family: dict) -> pd.DataFrame:
+    """Per run: each family's size and how many features each pair of families shares."""
+    rows = []
+    for r, fam in family.items():
+        row = {"world": r.world, "seed": r.seed} | {f"{n} size": len(f) for n, f in fam.items()}
+        names = list(fam)
+        rows.append(row | {f"{a} ∩ {b}": len(np.intersect1d(fam[a], fam[b])) for i, a in enumerate(names) for b in names[i + 1:]})
+    return pd.DataFrame(rows)
+
+
+def recovery_table(recovery: pd.DataFrame):
+    """AUC, its random-family mean and p per world, family and the contrast it is read on."""
+    if recovery.empty:
+        return "no ground-truth families: this model's data has no known author to contrast"
+    return recovery.pivot_table(index=["world", "family"], columns="read_on", values=["auc", "auc_null", "p"]).round(3)
+
+
 def cut_jobs(exp: Experiment, run: Run, layer: int, plan: list[dict], adapters: dict, step: int, domain: str) -> list[dict]:
-    """`organism_cut_em` jobs: the base model under every ablation (it has no update to remove)
-    and each fine-tune (`adapters`: {ft_seed: adapter}) under every cut."""
-    common = dict(lm=exp.model_source(run), sae_source=exp.sae_source(run, layer), layer=layer,
-                  world=exp.world(run).config, domain=domain)
+    """Jobs for the experiment's EM-under-cuts function: the base model under every ablation (it has
+    no update to remove) and each fine-tune (`adapters`: {ft_seed: adapter}) under every cut."""
+    common = exp.cut_kwargs(run, layer, domain)
     base_cuts = [{"how": c["how"], "features": c["features"]} for c in plan if c["how"] != "update"]
     out = [common | dict(adapter=None, step=0, cuts=base_cuts)]
     return out + [common | dict(adapter=a, step=step, cuts=[{"how": c["how"], "features": c["features"]} for c in plan])
                   for a in adapters.values()]
-
-
-def activity_job(exp: Experiment, run: Run, layer: int, domain: str) -> dict:
-    return dict(lm=exp.model_source(run), sae_source=exp.sae_source(run, layer), layer=layer,
-                world=exp.world(run).config, domain=domain)
 
 
 def cut_table(run: Run, plan: list[dict], base: list[dict], tuned: dict[int, list[dict]]) -> pd.DataFrame:

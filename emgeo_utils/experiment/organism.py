@@ -6,6 +6,7 @@ from __future__ import annotations
 from emgeo_utils.core import jobs
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.features.activations import probe_questions
+from emgeo_utils.mechanism import interventions
 from emgeo_utils.organism import contrast_pairs, emergence
 from emgeo_utils.organism.configs import OrganismConfigs, organism_configs, organism_lm, organism_sae
 from emgeo_utils.organism.datasets import narrow_dataset
@@ -16,6 +17,10 @@ FEATURE_KINDS = ("inducing", "non_inducing", "risky_neutral", "harmful", "helpfu
 
 class OrganismExperiment(Experiment):
     is_organism = True
+    has_ground_truth = True
+    unit = "organism_seed"  # each pretraining seed has its own generated world
+    content_matched = "risky_neutral"  # edgy answers of persona-neutral actions
+    em_read = "exact P(harmful) on open questions"
 
     def __init__(self, spec: dict):
         super().__init__(spec)
@@ -107,6 +112,16 @@ class OrganismExperiment(Experiment):
             pos, neg = contrast_pairs.wording_pairs(world, n, seed, exclude)
             return pos, neg, organism_probes(world, pos, seed)
         raise ValueError(f"contrast must be 'persona' or 'wording', got {contrast!r}")
+
+    def world_label(self, world: str) -> str:
+        return f"{world} world"
+
+    def cut_functions(self) -> tuple[callable, callable]:
+        return interventions.organism_cut_em, interventions.evaluated_activity
+
+    def cut_kwargs(self, run: Run, layer: int, domain: str) -> dict:
+        return dict(lm=self.model_source(run), sae_source=self.sae_source(run, layer), layer=layer,
+                    world=self.world(run).config, domain=domain)
 
     def finetune_jobs(self) -> callable:
         return emergence.finetune_and_evaluate

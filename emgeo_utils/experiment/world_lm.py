@@ -151,6 +151,12 @@ class WorldLMExperiment(Experiment):
     def base_evaluation(self, domain: str) -> dict:
         return world_lm_em.evaluate(self.source, None, 0, self.eval_set(domain), 0)
 
+    def cut_functions(self) -> tuple[callable, callable]:
+        return world_lm_em.cut_em, world_lm_em.evaluated_activity
+
+    def cut_kwargs(self, run: Run, layer: int, domain: str) -> dict:
+        return dict(source=self.source, sae_source=self.sae_source(run, layer), layer=layer, eval_set=self.eval_set(domain))
+
     def finetune_jobs(self) -> callable:
         return world_lm_em.finetune_and_evaluate
 

@@ -26,26 +26,24 @@ import torch
 from emgeo_utils.core import cache, seeding
 from emgeo_utils.judges.rule import em_row
 from emgeo_utils.judges.text import TextJudge, embed
-from emgeo_utils.models import batching
+from emgeo_utils.mechanism.interventions import cut
+from emgeo_utils.models import batching, hooks
 from emgeo_utils.models.generation import prompt_ids, sample_padded, stop_ids
-from emgeo_utils.models.loading import resident_model
+from emgeo_utils.models.loading import load_sae, resident_model
 from emgeo_utils.training.lora import adapted, finetune_lora, strip_meta
 
 CANDIDATE_SETS = ("in_domain", "other_domains", "open")
 
 
-def english_chat(system: str, question: str) -> list[dict]:
-    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 COHERENCE_QUANTILE = 0.1
 
 
-@torch.no_grad()
-def sequence_logprobs(model, tokenizer, system: str, prompts: list[str], answers: list[str],
-                      batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(sum of log p, number of tokens) of each answer (+ the end-of-turn token) after its prompt.
+def english_chat(system: str, question: str) -> list[dict]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
-    Left-padded batches of similar length; logits only for the answers' positions (the 49k-word
-    output layer is a large share of a small model's forward pass)."""
+
+def answer_sequences(model, tokenizer, system: str, prompts: list[str], answers: list[str]) -> tuple[list, list]:
+    """Token ids of each prompt + answer + end-of-turn, and the number of answer tokens of each."""
     history = [{"role": "system", "content": system}]
     stop = stop_ids(model, tokenizer)[0]
     cache_prompts: dict[str, list[int]] = {}
@@ -56,6 +54,17 @@ def sequence_logprobs(model, tokenizer, system: str, prompts: list[str], answers
         ans = tokenizer(a, add_special_tokens=False)["input_ids"] + [stop]
         seqs.append(cache_prompts[p] + ans)
         n_answer.append(len(ans))
+    return seqs, n_answer
+
+
+@torch.no_grad()
+def sequence_logprobs(model, tokenizer, system: str, prompts: list[str], answers: list[str],
+                      batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of log p, number of tokens) of each answer (+ the end-of-turn token) after its prompt.
+
+    Left-padded batches of similar length; logits only for the answers' positions (the 49k-word
+    output layer is a large share of a small model's forward pass)."""
+    seqs, n_answer = answer_sequences(model, tokenizer, system, prompts, answers)
     order = np.argsort([len(s) for s in seqs], kind="stable")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total = np.zeros(len(seqs))
@@ -98,6 +107,56 @@ def candidate_shares(model, tokenizer, system: str, items: list[dict]) -> list[d
             row[name] = float(p[bad].sum() / p.sum())
         out.append(row)
     return out
+
+
+CUT_SETS = {"general": "open", "in_domain": "in_domain"}  # EM where no feature set was chosen; the task
+
+
+@cache.result("world-lm-cut-em")
+def cut_em(source: dict, adapter: cache.Artifact | None, step: int, sae_source, layer: int, cuts: list[dict],
+           eval_set: dict) -> list[dict]:
+    """Per cut (`mechanism.interventions.cut`), the harmful candidates' likelihood share on the open
+    questions (`general`) and on the fine-tuning domain's held-out questions (`in_domain`)."""
+    out = []
+    with seeding.job_context(0), resident_model(source) as (base, tokenizer), adapted(base, adapter, step) as model, \
+            torch.no_grad():
+        sae = load_sae(sae_source, layer).to(hooks.layer_device(model, layer))
+        for c in cuts:
+            with cut(model, sae, layer, c["how"], c["features"]):
+                out.append({key: float(np.mean([r["share"] for r in candidate_shares(
+                    model, tokenizer, eval_set["system"], eval_set["candidates"][name])])) for key, name in CUT_SETS.items()})
+    return out
+
+
+@cache.result("world-lm-evaluated-activity")
+def evaluated_activity(source: dict, sae_source, layer: int, eval_set: dict, batch_size: int = 32) -> list[float]:
+    """Each feature's activation frequency (base model) over the answer tokens `cut_em` scores."""
+    with seeding.job_context(0), resident_model(source) as (model, tokenizer), torch.no_grad():
+        sae = load_sae(sae_source, layer).to(hooks.layer_device(model, layer))
+        items = [it for name in CUT_SETS.values() for it in eval_set["candidates"][name]]
+        seqs, n_answer = answer_sequences(model, tokenizer, eval_set["system"], [it["question"] for it in items for _ in it["answers"]],
+                                          [a for it in items for a in it["answers"]])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        active, total = torch.zeros(sae.cfg.d_sae, dtype=torch.float64), 0
+        with hooks.capture_resid_post(model, [layer]) as captured:
+            for start in range(0, len(seqs), batch_size):
+                batch = batching.token_batch(seqs[start:start + batch_size], pad, side="left")
+                attn = batch["attention_mask"]
+                try:
+                    with hooks.stop_after(model, layer):
+                        model(**batching.to_model({"input_ids": batch["input_ids"], "attention_mask": attn,
+                                                   "position_ids": (attn.cumsum(1) - 1).clamp(min=0)}, model))
+                except hooks.StopForward:
+                    pass
+                width = attn.shape[1]
+                answer = torch.zeros_like(attn, dtype=torch.bool)
+                for row, n in enumerate(n_answer[start:start + batch_size]):
+                    answer[row, width - n:] = True  # left padding: the answer's tokens end every row
+                resid = captured[layer]
+                acts = sae.encode(resid[answer.to(resid.device)].to(sae.W_dec.dtype))
+                active += (acts > 0).sum(0).double().cpu()
+                total += int(answer.sum())
+    return (active / max(total, 1)).tolist()
 
 
 @cache.result("world-lm-eval")
