@@ -81,7 +81,13 @@ def update_removed(model, layer: int, directions: torch.Tensor):
         return
     if not hasattr(model, "disable_adapter"):
         raise TypeError("update_removed needs a peft model (a fine-tune); the base model has no update to remove")
-    state: dict = {"inner": False}
+    state: dict = {"inner": False, "basis": {}}
+
+    def basis(like: torch.Tensor) -> torch.Tensor:  # once per device and dtype, not per forward
+        key = (like.device, like.dtype)
+        if key not in state["basis"]:
+            state["basis"][key] = orthonormal_basis(directions.to(like.device, like.dtype))
+        return state["basis"][key]
 
     def before(module, args, kwargs):
         if state["inner"]:
@@ -103,7 +109,7 @@ def update_removed(model, layer: int, directions: torch.Tensor):
         if state["inner"]:
             return output
         hidden = _output(output)
-        q = orthonormal_basis(directions.to(hidden.device, hidden.dtype))
+        q = basis(hidden)
         change = hidden - state["base"]
         return _replace(output, hidden - (change @ q) @ q.T)
 
