@@ -49,9 +49,9 @@ endif
 # says what failed); then the run exits non-zero naming each failed notebook and flipped claim.
 figures: $(STAMP)
 	status=0; for p in $(PROFILES); do $(PY) -m emgeo_utils.report.run_notebooks --profile $$p || status=1; done; \
-	$(PY) -m emgeo_utils.report.claims --by-model $(PROFILES) || status=1; \
+	$(PY) -m emgeo_utils.report.claims_table --by-model $(PROFILES) || status=1; \
 	$(PY) -m emgeo_utils.report.page $(PROFILES) || status=1; \
-	$(PY) -m emgeo_utils.report.claims --failures $(PROFILES) || status=1; \
+	$(PY) -m emgeo_utils.report.claims_table --failures $(PROFILES) || status=1; \
 	exit $$status
 
 # The fresh claims tables against the committed snapshot (results/<profile>/claims.csv), byte for byte.

@@ -18,9 +18,8 @@ def test_a_flipped_claim_still_writes_the_page_and_fails_naming_it(tmp_path):
     params = tmp_path / "params"
     shutil.copytree(ROOT / "params" / "test", params / "flipped")
     (params / "flipped" / "profile.yaml").write_text(yaml.safe_dump({"notebooks": ["01"]}))
-    theory = params / "flipped" / "01_theory.yaml"
-    values = yaml.safe_load(theory.read_text()) | {"expect_exact_identity": False}  # the identity always holds
-    theory.write_text(yaml.safe_dump(values))
+    (params / "flipped" / "expectations.yaml").write_text(  # the identity always holds: this flips
+        "01_theory:\n  exact_identity: {expect: false, set: 2026-12-05, registered: before}\n")
     env = os.environ | {"EMGEO_PARAMS": str(params), "EMGEO_FIGURES": str(tmp_path / "figures"),
                         "EMGEO_BUILD": str(tmp_path / "build"), "EMGEO_CACHE": str(ROOT / "build" / "test-cache")}
     done = subprocess.run(["make", "figures", "PROFILE=flipped"], cwd=ROOT, env=env, capture_output=True, text=True,

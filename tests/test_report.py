@@ -33,10 +33,11 @@ def report(monkeypatch, tmp_path):
     ax.plot([0, 1], [0, 1])
     fig.savefig(figures / "theory_line.png")
     plt.close(fig)
-    claim = {"notebook": "01_theory", "claim": "exact_identity", "paper": "claim 1", "statement": "A step moves every readout",
+    claim = {"notebook": "01_theory", "claim": "exact_identity", "kind": "sanity", "family": "exploratory",
+             "expectation_set": "2026-11-27", "paper": "claim 1", "statement": "A step moves every readout",
              "measure": "max error", "value": 1e-15, "ci_low": None, "ci_high": None, "p_value": None, "outcome": True,
              "expected": True, "note": "", "predicts": "holds", "registered": "before", "smallest_p": None, "alpha": 0.05,
-             "direction": 1, "null_value": 0.0, "cell": 2, "verdict": "supports the paper", "as_expected": "as expected"}
+             "direction": 1, "null_value": 0.0, "cell": 2, "verdict": "sanity check passed (not evidence)", "as_expected": "as expected"}
     (figures / "claims" / "01_theory.json").write_text(json.dumps([claim]))
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# 01 · Theory", id="cell-000"),
@@ -59,7 +60,7 @@ def test_every_claim_links_to_the_cell_that_checked_it(report):
     text = index.read_text()
     assert 'href="notebooks/default/01_theory.html#cell-id=cell-002"' in text
     assert 'id="cell-id=cell-002"' in (index.parent / "notebooks" / "default" / "01_theory.html").read_text()
-    assert 'src="../theory_line.png"' in text and "supports the paper" in text
+    assert 'src="../theory_line.png"' in text and "sanity check passed" in text
     exported = (index.parent / "notebooks" / "default" / "01_theory.html").read_text()
     assert "cdnjs" not in exported and "unpkg" not in exported  # works offline: no remote script, no widget renderer
     assert "<th>commit</th>" in text

@@ -1,18 +1,17 @@
-"""The claims record: what each notebook claims, what it measured, and what that says of the paper.
+"""The claims record: each notebook's measurements, read against its claims file.
 
-A notebook states each claim once: the paper's statement, what the paper predicts for it
-(`predicts`: "holds", "does not hold", or None for a claim beyond the paper), our measured
-value with its CI and p, the smallest p the design can reach, and the outcome the profile
-expects, with whether that expectation was set before or after measuring (`registered`).
-`check` records whether the outcome matches the expectation; `finish` (a notebook's last cell) fails
-the notebook naming every flipped result, so a flip fails loudly but only after the whole notebook
-has run and every claim is recorded. An expectation of `None` (the `test` profile) records without
-checking.
+A notebook computes statistics and hands each to one helper per design (`paired`, `over_units`,
+`correlation`, `seed_level`, `share`, `noninferiority`, `record`); the claim's words, kind, direction,
+null, margin and alpha come from `notebooks/claims/<notebook>.yaml` and the profile's expectation from
+`params/<profile>/expectations.yaml` (`report/claim_specs.py`). The rule is applied once, here:
 
-The verdict reads the measurement against the paper: *supports the paper*, *contradicts the
-paper*, or *inconclusive* (a design whose smallest achievable p is not below alpha, or a
-failed prediction whose CI still spans the null value). `make figures` gathers every
-notebook's record into `claims.md` and `claims.csv`, which a reviewer reads first.
+- *outcome*: the statement's effect is shown at alpha (raw p), and its criterion met; it is what an
+  expectation asserts (`finish` fails the notebook, naming every flip, after every claim is recorded);
+- *verdict*: the outcome read by kind (`report/verdicts.py`), with Holm over the notebook's
+  confirmatory claims.
+
+`summary` writes the notebook's closing summary from the record; `report/claims_table.py` gathers
+every notebook's record into `claims.md` / `claims.csv`.
 """
 
 from __future__ import annotations
@@ -27,11 +26,11 @@ import pandas as pd
 
 from emgeo_utils.core import paths, stats
 from emgeo_utils.core.files import write_text_atomic
+from emgeo_utils.report import claim_specs, verdicts
 
-COLUMNS = ["notebook", "claim", "paper", "predicts", "statement", "measure", "value", "ci_low", "ci_high",
-           "p_value", "smallest_p", "units", "outcome", "expected", "registered", "verdict", "as_expected", "note"]
-PREDICTIONS = ("holds", "does not hold", None)
-REGISTERED = ("before", "after", None)
+COLUMNS = ["notebook", "claim", "kind", "family", "paper", "predicts", "statement", "measure", "value", "ci_low",
+           "ci_high", "p_value", "p_adjusted", "smallest_p", "margin", "units", "outcome", "expected", "registered",
+           "expectation_set", "verdict", "as_expected", "note"]
 
 
 class ClaimMismatch(AssertionError):
@@ -42,6 +41,8 @@ class ClaimMismatch(AssertionError):
 class Claim:
     notebook: str
     claim: str
+    kind: str
+    family: str
     paper: str
     statement: str
     measure: str
@@ -50,19 +51,22 @@ class Claim:
     ci_high: float | None
     p_value: float | None
     outcome: bool
-    expected: bool | str | None  # "record: <why>": recorded, not asserted (e.g. "record: differs between CPUs")
+    expected: bool | str | None  # "record: <why>": recorded, not asserted
     note: str = ""
     predicts: str | None = None
     registered: str | None = None
+    expectation_set: str | None = None
     smallest_p: float | None = None
+    p_adjusted: float | None = None  # Holm over the notebook's confirmatory claims
     alpha: float = 0.05
-    direction: int = 1       # +1: the paper's prediction is a value above `null_value`; -1: below
+    direction: int = 1
     null_value: float = 0.0
-    cell: int | None = None  # the execution count of the notebook cell that checked it (the report links it)
-    # "k/n": in how many independent units (seeds, models) the effect points the way the claim states
-    # (not necessarily the paper's prediction: a control claim counts the units where its effect is there)
-    units: str | None = None
-    not_computable: str | None = None  # why the statistic or its p could not be computed (NaN is never evidence)
+    margin: float | None = None
+    criterion: str = ""
+    criterion_met: bool | None = None
+    cell: int | None = None  # the execution count of the cell that recorded it (the report links it)
+    units: str | None = None  # "k/n": units whose effect points the way the statement says
+    not_computable: str | None = None
 
     @property
     def held(self) -> str:
@@ -80,38 +84,36 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        if self.not_computable:
-            return f"not computable ({self.not_computable})"
-        if self.smallest_p is not None and self.smallest_p >= self.alpha:
-            return f"inconclusive (underpowered: smallest achievable p = {self.smallest_p:.3g})"
-        if self.predicts is None:
-            return f"beyond the paper: {self.held}"
-        if self.outcome == (self.predicts == "holds"):
-            return "supports the paper"
-        if self.predicts == "does not hold":
-            return "contradicts the paper"  # an effect the paper's account says should not be there
-        low, high = self.ci_low, self.ci_high
-        if low is not None and high is not None:
-            opposite = high < self.null_value if self.direction > 0 else low > self.null_value
-            predicted_side = low > self.null_value if self.direction > 0 else high < self.null_value
-            if opposite:
-                return "contradicts the paper"
-            if predicted_side:  # e.g. a rate well above zero that misses the claim's own bar
-                return "inconclusive (in the predicted direction, but the claim's criterion is not met)"
-            return "inconclusive (CI spans the null)"
-        if self.value is not None and (self.value - self.null_value) * self.direction < 0:
-            return "contradicts the paper"  # no CI, but the value lies on the other side
-        return "inconclusive (no CI)"
+        return verdicts.read(self)
+
+
+def fmt(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.3g}"
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def measured(c: dict | Claim) -> str:
+    """`measure = value [lo, hi], p = p`: one claim's measurement in words."""
+    r = dataclasses.asdict(c) if isinstance(c, Claim) else c
+    text = f"{r.get('measure', '')} = {fmt(r.get('value')) or 'NaN'}"
+    if r.get("ci_low") is not None and r.get("ci_high") is not None and not pd.isna(r.get("ci_low")):
+        text += f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+    if r.get("p_value") is not None and not pd.isna(r.get("p_value")):
+        text += f", p = {fmt(r['p_value'])}"
+        if r.get("p_adjusted") is not None and not pd.isna(r.get("p_adjusted")):
+            text += f" (Holm {fmt(r['p_adjusted'])})"
+    return text
 
 
 def mismatch(c: Claim) -> str:
     """`held (UNEXPECTED): measured x = v [lo, hi], p = p; expected holds`: one flipped claim."""
-    ci = f" [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]" if c.ci_low is not None and c.ci_high is not None else ""
-    p = f", p = {_fmt(c.p_value)}" if c.p_value is not None else ""
+    want = "holds" if c.expected else "does not hold"
     if c.not_computable:
-        return f"not computable (UNEXPECTED): {c.not_computable}; expected {'holds' if c.expected else 'does not hold'}"
-    return (f"{c.held} (UNEXPECTED): measured {c.measure} = {_fmt(c.value)}{ci}{p}; expected "
-            f"{'holds' if c.expected else 'does not hold'}")
+        return f"not computable (UNEXPECTED): {c.not_computable}; expected {want}"
+    return f"{c.held} (UNEXPECTED): measured {measured(c)}; expected {want}"
 
 
 def _execution_count() -> int | None:
@@ -124,7 +126,7 @@ def _execution_count() -> int | None:
     return getattr(shell, "execution_count", None) if shell is not None else None
 
 
-def _num(x: float | None) -> float | None:
+def _num(x) -> float | None:
     if x is None:
         return None
     x = float(x)
@@ -132,60 +134,171 @@ def _num(x: float | None) -> float | None:
 
 
 class ClaimsRecord:
-    """Collects one notebook's claims and writes them to `<figures>/claims/<notebook>.json`."""
+    """One notebook's claims, saved to `<figures>/claims/<notebook>.json` after every claim."""
 
-    def __init__(self, notebook: str, profile: str = "default"):
+    def __init__(self, notebook: str, profile: str = "default", params: dict | None = None,
+                 expectations: dict | None = None):
         self.notebook = notebook
         self.profile = profile
+        self.params = params or {}
+        self.specs = claim_specs.specs(notebook)
+        self.expectations = (claim_specs.expectations(profile) if expectations is None else expectations).get(notebook, {})
         self.claims: list[Claim] = []
 
-    def check(self, claim: str, *, statement: str, measure: str, value: float | None,
-              outcome: bool, expected: bool | None, paper: str = "", ci: tuple | None = None,
-              p_value: float | None = None, note: str = "", predicts: str | None = None,
-              registered: str | None = None, smallest_p: float | None = None, alpha: float = 0.05,
-              direction: int = 1, null_value: float = 0.0, units: tuple[int, int] | None = None,
-              not_computable: str | None = None) -> None:
-        """Record a claim and whether its outcome equals the profile's expectation (`finish` fails on a flip).
+    def _spec(self, claim: str) -> claim_specs.ClaimSpec:
+        if claim not in self.specs:
+            raise claim_specs.ClaimSpecError(
+                f"claim {claim!r} is not declared in {paths.display_path(claim_specs.claims_file(self.notebook))}: "
+                f"add it there (known: {', '.join(self.specs)})")
+        return self.specs[claim]
 
-        `units`: (k, n), the effect points the way the claim states in k of n independent units. A value or a
-        p-value given as NaN makes the claim *not computable* (the outcome does not hold); say why in
-        `not_computable`, or the record says the statistic was NaN."""
-        if expected is not None and not isinstance(expected, bool) and not (
-                isinstance(expected, str) and expected.startswith("record:")):
-            raise TypeError(f"expectation for {claim!r} must be true, false, null or 'record: <why>' (recorded, not "
-                            f"asserted, e.g. 'record: differs between CPUs'), got {expected!r}")
-        if predicts not in PREDICTIONS:
-            raise ValueError(f"predicts for {claim!r} must be one of {PREDICTIONS}, got {predicts!r}")
-        if registered not in REGISTERED:
-            raise ValueError(f"registered for {claim!r} must be one of {REGISTERED}, got {registered!r}")
-        ci_low, ci_high = (ci if ci is not None else (None, None))
-        nan = [name for name, x in (("value", value), ("p", p_value)) if x is not None and math.isnan(float(x))]
+    def _resolve(self, value, claim):
+        """A number, or the name of a notebook parameter (a bar or margin the profile sets)."""
+        if value is None or isinstance(value, (int, float)):
+            return value
+        if value not in self.params:
+            raise claim_specs.ClaimSpecError(f"{paths.display_path(claim_specs.claims_file(self.notebook))}, claim "
+                                             f"{claim!r}: {value!r} is neither a number nor a parameter of the notebook "
+                                             "(a bar computed from the data is passed as null=)")
+        return float(self.params[value])
+
+    def _words(self, text: str, claim: str, words: dict) -> str:
+        try:
+            return text.format_map({**self.params, **words})
+        except (KeyError, IndexError, ValueError) as err:
+            raise claim_specs.ClaimSpecError(
+                f"{paths.display_path(claim_specs.claims_file(self.notebook))}, claim {claim!r}: the text {text!r} names "
+                f"{err}, which is neither a parameter nor a word the notebook passes ({sorted(words)})") from err
+
+    def record(self, claim: str, *, value, ci=None, p=None, smallest_p=None, units=None, criterion_met=None,
+               outcome=None, null: float | None = None, note: str = "", not_computable: str | None = None, **words) -> Claim:
+        """Record one claim from statistics the notebook computed. `outcome` only for our criteria and
+        sanity checks (whether the bar was met); every other outcome follows from the statistics. `null`:
+        a bar computed from the data, where the claims file says so in words."""
+        spec = self._spec(claim)
+        null = self._resolve(spec.null_value, claim) if null is None else null
+        margin = self._resolve(spec.margin, claim)
+        lo, hi = ci if ci is not None else (None, None)
+        nan = [name for name, x in (("value", value), ("p", p)) if x is not None and math.isnan(float(x))]
         if nan and not not_computable:
             not_computable = f"the {' and the '.join(nan)} is NaN"
+        e = self.expectations.get(claim)
+        c = Claim(self.notebook, claim, spec.kind, spec.family, spec.paper, self._words(spec.statement, claim, words),
+                  self._words(spec.measure, claim, words), _num(value), _num(lo), _num(hi), _num(p), False,
+                  e.expect if e else None, note, spec.predicts, e.registered if e else None, e.set if e else None,
+                  _num(smallest_p), None, spec.alpha, spec.direction, float(null), margin,
+                  self._words(spec.criterion, claim, words), criterion_met, _execution_count(),
+                  f"{units[0]}/{units[1]}" if units else None, not_computable)
         if not_computable:
-            outcome = False
-        entry = Claim(self.notebook, claim, paper, statement, measure, _num(value), _num(ci_low),
-                      _num(ci_high), _num(p_value), bool(outcome), expected, note, predicts, registered,
-                      _num(smallest_p), alpha, direction, null_value, _execution_count(),
-                      f"{units[0]}/{units[1]}" if units else None, not_computable)
-        self.claims = [c for c in self.claims if c.claim != claim] + [entry]
+            c.outcome = False
+        elif spec.kind in ("criterion", "sanity") and outcome is not None:
+            c.outcome = bool(outcome)
+            c.criterion_met = c.outcome if criterion_met is None else criterion_met
+        elif outcome is not None:
+            raise ValueError(f"claim {claim!r} ({spec.kind}): its outcome follows from the statistics; pass criterion_met")
+        else:
+            c.outcome = verdicts.effect_shown(c) and criterion_met is not False
+        self.claims = [x for x in self.claims if x.claim != claim] + [c]
+        self._adjust()
         self.save()
-        if entry.as_expected == "UNEXPECTED":
-            print(f"claim {claim!r} {mismatch(entry)} (recorded; the notebook fails at its end)")
+        if c.as_expected == "UNEXPECTED":
+            print(f"claim {claim!r} {mismatch(c)} (recorded; the notebook fails at its end)")
+        return c
 
-    def over_units(self, claim: str, values, *, correlation: bool = False, threshold: float = 0.0,
-                   alpha: float = 0.05, note: str = "", **kwargs) -> None:
-        """A claim whose unit of replication is one value per independent unit (a pretraining world):
-        the one-sided t over units that the mean exceeds `threshold` (correlations averaged on Fisher's
-        z, so the interval stays inside [-1, 1]); the outcome holds when the mean does and p < alpha."""
-        v = np.asarray(values, float) - threshold
-        mean, lo, hi = stats.correlation_mean_ci(v) if correlation else stats.mean_ci(v)
-        p = (stats.correlation_mean_test(v) if correlation else stats.seed_level_test(v))[1]
-        self.check(claim, value=mean + threshold, ci=(lo + threshold, hi + threshold), p_value=p,
-                   outcome=bool(mean > 0 and p < alpha), alpha=alpha, null_value=threshold,
-                   units=(int((v > 0).sum()), len(v)),
-                   note=f"per unit {np.round(v + threshold, 3).tolist()}" + (f"; {note}" if note else ""), **kwargs)
+    def _adjust(self) -> None:
+        """Holm over the notebook's confirmatory claims that have a p."""
+        family = [c for c in self.claims if c.family == "confirmatory"]
+        for c, adj in zip(family, verdicts.holm([c.p_value for c in family])):
+            c.p_adjusted = adj
 
+    # one helper per design ------------------------------------------------------------------------
+    def paired(self, claim: str, a, b, *, n_perm: int = 5000, seed: int = 0, note: str = "", **words) -> Claim:
+        """a - b paired by unit (pandas Series aligned on their index, or arrays): t-interval of the mean
+        difference and the one-sided sign-flip p in the claim's direction (exact up to 2^12 pairs)."""
+        d = (pd.Series(a) - pd.Series(b)).dropna().to_numpy() if isinstance(a, pd.Series) else np.asarray(a, float) - np.asarray(b, float)
+        direction = self._spec(claim).direction
+        mean, lo, hi = stats.mean_ci(d)
+        p = stats.sign_flip_test(direction * d, n_perm, seed)[1]
+        return self.record(claim, value=mean, ci=(lo, hi), p=p, smallest_p=stats.smallest_p_paired(len(d), n_perm),
+                           units=(int((direction * d > 0).sum()), len(d)),
+                           note=f"mean {np.mean(a):.4g} vs {np.mean(b):.4g}; sign-flip over {len(d)} pairs" + _more(note), **words)
+
+    def over_units(self, claim: str, values, *, correlation: bool = False, note: str = "", **words) -> Claim:
+        """One value per independent unit (a pretraining world): the t-interval over units and the one-sided
+        t against the claim's null in its direction (correlations on Fisher's z, so the interval stays
+        inside [-1, 1] and a bar such as rho >= 0.8 is tested on z). Our criteria get no p: their CI is
+        read against the bar."""
+        spec = self._spec(claim)
+        null = self._resolve(spec.null_value, claim)
+        x = np.asarray(values, float)
+        if correlation:
+            mean, lo, hi = stats.correlation_mean_ci(x)
+            shifted = stats.fisher_z(x) - stats.fisher_z(null)
+        else:
+            mean, lo, hi = stats.mean_ci(x)
+            shifted = x - null
+        p = stats.seed_level_test(spec.direction * shifted)[1]
+        return self.record(claim, value=mean, ci=(lo, hi), p=None if spec.kind == "criterion" else p,
+                           units=(int((spec.direction * shifted > 0).sum()), len(x)),
+                           note=f"per unit {np.round(x, 3).tolist()}" + _more(note), **words)
+
+    def exceeds_all(self, claim: str, a, comparisons: dict, *, note: str = "", **words) -> Claim:
+        """`a` (one value per fine-tuning seed) exceeds every comparison: another condition's seeds (Welch) or
+        a single value such as the base model's (one-sample t). Value and CI are the first comparison's;
+        p is the largest (all must hold: an intersection-union test)."""
+        parts = {}
+        for name, b in comparisons.items():
+            if np.ndim(b) == 0:
+                d, p = stats.seed_level_test(np.asarray(a, float) - float(b))
+                _, lo, hi = stats.mean_ci(np.asarray(a, float) - float(b))
+            else:
+                d, p = stats.seed_level_test(a, b)
+                _, lo, hi = stats.welch_ci(a, b)
+            parts[name] = (d, lo, hi, p)
+        d, lo, hi, _ = next(iter(parts.values()))
+        return self.record(claim, value=d, ci=(lo, hi), p=max(x[3] for x in parts.values()),
+                           note="; ".join(f"vs {k}: {x[0]:+.3f} [{x[1]:.3f}, {x[2]:.3f}] p {x[3]:.3g}" for k, x in parts.items())
+                                + _more(note), **words)
+
+    def correlation(self, claim: str, x, y, *, seed: int = 0, note: str = "", **words) -> Claim:
+        """Spearman rho over points, its bootstrap CI and one-sided permutation p (H1: rho > 0)."""
+        rho, lo, hi, p = stats.spearman_ci(x, y, seed=seed)
+        return self.record(claim, value=rho, ci=(lo, hi), p=p, note=f"{len(np.asarray(x))} points" + _more(note), **words)
+
+    def seed_level(self, claim: str, summary: dict, *, smallest_p: float | None = None, note: str = "", **words) -> Claim:
+        """A claim-2 summary over units (`geometry.components.across_seeds`): the t over units and every
+        unit's placebo-feature p (its `p_seeds`), with the units' values in the note."""
+        per = summary.get("per_seed", [])
+        return self.record(claim, value=summary["mean"], ci=(summary["ci_low"], summary["ci_high"]), p=summary["p_seeds"],
+                           smallest_p=smallest_p, units=summary.get("units"),
+                           note=f"per unit {np.round(np.asarray(per, float), 3).tolist()}, claim-2 p {summary.get('per_seed_p')}"
+                                + (f"; t over units p {summary['p_t']:.3g}" if pd.notna(summary.get("p_t")) else "") + _more(note),
+                           **words)
+
+    def share(self, claim: str, hits: int, n: int, *, bar: float, note: str = "", **words) -> Claim:
+        """The share of n items (held-out domains) with an effect: Clopper-Pearson 95% CI, and the binomial
+        p against alpha (each item's own test rejects at most alpha of the time when nothing is there); the
+        claim's criterion is the share reaching `bar`."""
+        from scipy.stats import beta, binomtest
+        spec = self._spec(claim)
+        lo = beta.ppf(0.025, hits, n - hits + 1) if hits > 0 else 0.0
+        hi = beta.ppf(0.975, hits + 1, n - hits) if hits < n else 1.0
+        p = binomtest(hits, n, spec.alpha, alternative="greater").pvalue
+        met = hits / n >= bar if spec.direction > 0 else hits / n <= bar
+        return self.record(claim, value=hits / n, ci=(float(lo), float(hi)), p=float(p), criterion_met=bool(met),
+                           units=(hits, n), note=f"{hits} of {n}" + _more(note), **words)
+
+    def noninferiority(self, claim: str, differences, margin: float, *, note: str = "", **words) -> Claim:
+        """A harm difference (lower is better) lies below `margin`: the one-sided t-test of mean < margin
+        (p < alpha exactly when the one-sided 95% upper bound is below the margin)."""
+        d = np.asarray(differences, float)
+        _, bound = stats.noninferiority(d, margin)
+        mean, lo, hi = stats.mean_ci(d)
+        p = stats.seed_level_test(margin - d)[1]
+        return self.record(claim, value=mean, ci=(lo, hi), p=p, null=margin,
+                           note=f"margin {margin:.3g}, one-sided upper bound {bound:.3g}" + _more(note), **words)
+
+    # reading the record ---------------------------------------------------------------------------
     def unexpected(self) -> list[Claim]:
         return [c for c in self.claims if c.as_expected == "UNEXPECTED"]
 
@@ -195,8 +308,8 @@ class ClaimsRecord:
         if wrong:
             raise ClaimMismatch(f"{self.notebook}: {len(wrong)} claim(s) UNEXPECTED: " + "; ".join(
                 f"{c.claim!r} {mismatch(c)}" for c in wrong) + ". If a result is real, change the expectation in "
-                "the profile (registered 'after' measuring) and the notebook's prose; if it flips between CPUs, "
-                "make it 'record: differs between CPUs'.")
+                f"{paths.display_path(claim_specs.expectations_file(self.profile))} with today's date (registered "
+                "after measuring); if it flips between CPUs, make it 'record: differs between CPUs'.")
 
     def path(self) -> Path:
         return paths.figures_dir(self.profile) / "claims" / f"{self.notebook}.json"
@@ -208,138 +321,28 @@ class ClaimsRecord:
         return write_text_atomic(self.path(), json.dumps(self.rows(), indent=1))
 
     def table(self) -> pd.DataFrame:
-        return to_frame(self.rows())
+        return pd.DataFrame(self.rows(), columns=COLUMNS)
+
+    def summary(self):
+        """The notebook's closing summary, written from its claims: by kind, discriminating rows first."""
+        from IPython.display import Markdown
+        return Markdown(summary_markdown(self.rows()))
 
 
-def to_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)
+def _more(note: str) -> str:
+    return f"; {note}" if note else ""
 
 
-MD_COLUMNS = ["notebook", "claim", "statement", "paper predicts", "our expectation", "measured", "p (smallest)",
-              "units in the claim's direction", "verdict", "note"]
-
-
-def _md_row(r: dict) -> list[str]:
-    e = r.get("expected")
-    expected = e if isinstance(e, str) else {True: "holds", False: "does not hold", None: "not checked"}[e]
-    if r.get("registered"):
-        expected += f" (set {r['registered']} measuring)"
-    measured = f"{r.get('measure', '')} = {_fmt(r.get('value'))}"
-    if r.get("ci_low") is not None and r.get("ci_high") is not None:
-        measured += f" [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-    p = _fmt(r.get("p_value")) + (f" ({_fmt(r['smallest_p'])})" if r.get("smallest_p") is not None else "")
-    verdict = r.get("verdict", "") + ("" if r.get("as_expected") != "UNEXPECTED" else "; UNEXPECTED")
-    return [_fmt(r.get("notebook")), _fmt(r.get("claim")), _fmt(r.get("statement")), _fmt(r.get("predicts") or "not in the paper"),
-            _fmt(expected), _fmt(measured), p, _fmt(r.get("units")), _fmt(verdict), _fmt(r.get("note"))]
-
-
-def _fmt(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    if isinstance(x, float):
-        return f"{x:.3g}"
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def gather(profile: str = "default") -> pd.DataFrame:
-    """Merge every notebook's claims into `claims.csv` and `claims.md` in the profile's figures."""
-    folder = paths.figures_dir(profile)
-    rows = []
-    for file in sorted((folder / "claims").glob("*.json")):
-        rows += json.loads(file.read_text())
-    frame = to_frame(rows)
-    frame.to_csv(folder / "claims.csv", index=False)
-    verdicts = frame.verdict.fillna("").str.split(" [(]|:", regex=True).str[0].value_counts()
-    lines = [f"# Claims table (profile `{profile}`)", "",
-             "Every row was computed by the notebook named in it. *Paper predicts*: what the paper's account "
-             "says the outcome should be. *Our expectation*: the outcome the profile asserts (a flip fails the run), "
-             "and whether it was set before or after measuring. *Verdict*: the measurement read against the paper — "
-             "supports, contradicts, or inconclusive (the design cannot reach p < alpha, the CI spans the null, or the "
-             "effect points the predicted way but misses the claim's own criterion). "
-             "*p (smallest)*: the p-value and the smallest the design can produce. *Units in the claim's direction*: in "
-             "how many independent units (pretraining seeds, models) the effect points the way the statement says. "
-             "*Not computable*: the statistic or its p was NaN (the reason is given); NaN is never evidence.", "",
-             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in verdicts.items()), "",
-             "| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
-    lines += ["| " + " | ".join(_md_row(r)) + " |" for r in rows]
-    (folder / "claims.md").write_text("\n".join(lines) + "\n")
-    return frame
-
-
-def by_model(profiles: list[str]) -> pd.DataFrame:
-    """One row per claim, a column per profile's model (the paper's prediction first), from each
-    profile's `claims.csv`; a claim a profile did not run says so. Written beside the first
-    profile's table as `claims_by_model.md` / `.csv`."""
-    frames = {}
-    for profile in profiles:
-        file = paths.figures_dir(profile) / "claims.csv"
-        frames[profile] = pd.read_csv(file) if file.is_file() else to_frame([])
-    label = {p: ("organism" if p in ("default", "large", "test") else p) for p in profiles}
-    keys = list(dict.fromkeys((n, c) for f in frames.values() for n, c in zip(f.notebook, f.claim)))
-    rows = []
-    for notebook, claim in keys:
-        row = {"notebook": notebook, "claim": claim, "paper predicts": "", "statement": ""}
-        for profile, f in frames.items():
-            hit = f[(f.notebook == notebook) & (f.claim == claim)]
-            if not len(hit):
-                row[label[profile]] = "not run in this profile"
-                continue
-            r = hit.iloc[0]
-            row["statement"] = row["statement"] or r.statement
-            row["paper predicts"] = row["paper predicts"] or (r.predicts if isinstance(r.predicts, str) else "not in the paper")
-            value = f"{_fmt(_num(r.value))}" + (f" [{_fmt(_num(r.ci_low))}, {_fmt(_num(r.ci_high))}]"
-                                               if pd.notna(r.ci_low) and pd.notna(r.ci_high) else "")
-            p = f", p {_fmt(_num(r.p_value))}" if pd.notna(r.p_value) else ""
-            row[label[profile]] = f"{r.verdict}: {value}{p}"
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=["notebook", "claim", "statement", "paper predicts"] + [label[p] for p in profiles])
-    folder = paths.figures_dir(profiles[0])
-    frame.to_csv(folder / "claims_by_model.csv", index=False)
-    cols = ["notebook", "claim", "paper predicts"] + [label[p] for p in profiles]
-    lines = ["# Claims by model", "", "One row per claim; each model's verdict, value [CI] and p, from its profile's "
-             "claims table (`" + "`, `".join(str(paths.display_path(paths.figures_dir(p) / "claims.md")) for p in profiles)
-             + "`, where the statements and notes are). 'not run in this profile' means the notebook or the claim was not run "
-             "for that model, never a copied number.", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
-    (folder / "claims_by_model.md").write_text("\n".join(lines) + "\n")
-    return frame
-
-
-def failures(profiles: list[str]) -> list[str]:
-    """What went wrong in the profiles' last runs, a line each: notebooks that failed (or never ran)
-    and claims whose outcome differs from the profile's expectation, measured against expected."""
-    lines = []
-    for profile in profiles:
-        folder = paths.figures_dir(profile)
-        times = folder / "notebook_times.csv"
-        if not times.is_file():
-            lines.append(f"[{profile}] no run found ({paths.display_path(times)} is missing)")
+def summary_markdown(rows: list[dict], heading: str = "### What the claims say") -> str:
+    """Markdown, by kind in `verdicts.ORDER`: each claim's statement, verdict and measurement."""
+    lines = [heading, ""]
+    for kind in verdicts.ORDER:
+        part = [r for r in rows if r.get("kind") == kind]
+        if not part:
             continue
-        frame = pd.read_csv(times)
-        lines += [f"[{profile}] {nb} failed (its executed copy shows where)" for nb in frame.notebook[frame.status != "ok"]]
-        for file in sorted((folder / "claims").glob("*.json")):
-            for row in json.loads(file.read_text()):
-                if row.get("as_expected") == "UNEXPECTED":
-                    c = Claim(**{f.name: row[f.name] for f in dataclasses.fields(Claim) if f.name in row})
-                    lines.append(f"[{profile}] {c.notebook}: claim {c.claim!r} {mismatch(c)}")
-    return lines
-
-
-if __name__ == "__main__":
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description="Merge the claims tables of several profiles, a column per model; "
-                                                 "or list what failed in their last runs.")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--by-model", nargs="+", metavar="PROFILE")
-    group.add_argument("--failures", nargs="+", metavar="PROFILE", help="print what failed; exit 1 if anything did")
-    args = parser.parse_args()
-    if args.failures:
-        found = failures(args.failures)
-        print("\n".join(["make figures FAILED:"] + found) if found else f"every notebook ran and every claim came out "
-              f"as expected ({', '.join(args.failures)})")
-        sys.exit(1 if found else 0)
-    table = by_model(args.by_model)
-    print(f"{len(table)} claims x {len(table.columns) - 4} models -> "
-          f"{paths.display_path(paths.figures_dir(args.by_model[0]) / 'claims_by_model.md')}")
+        lines.append(f"**{verdicts.KINDS[kind].capitalize()}**" + (" — not counted as evidence" if kind == "sanity" else ""))
+        lines += [f"- {r['statement']}: **{r['verdict']}** ({measured(r)}"
+                  + (f"; {r['units']} units in its direction" if r.get("units") else "")
+                  + ("" if r.get("family") != "confirmatory" else "; confirmatory") + ")" for r in part]
+        lines.append("")
+    return "\n".join(lines)

@@ -55,8 +55,6 @@ def _type_name(value: object) -> str:
 
 
 def _type_ok(value: object, default: object, name: str) -> bool:
-    if name.startswith("expect_"):  # true, false, null (not checked) or "record: <why>" (recorded, not asserted)
-        return value is None or isinstance(value, bool) or (isinstance(value, str) and value.startswith("record:"))
     if default is None:
         return True
     if isinstance(default, bool) or isinstance(value, bool):
@@ -126,7 +124,7 @@ def start(notebook: str, namespace: dict, rules: dict[str, Rule] | None = None) 
     notices.quiet_progress_bars()
     notices.warnings_without_paths()
     plotting.use_style()
-    claims = ClaimsRecord(notebook, params.get("profile", "default"))
+    claims = ClaimsRecord(notebook, params.get("profile", "default"), params)
     claims.save()  # a fresh, empty record: a rerun never keeps claims of an earlier run
     return Context(notebook, params, claims)
 

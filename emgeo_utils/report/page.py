@@ -25,7 +25,9 @@ import yaml
 
 from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
-from emgeo_utils.report.claims import failures
+from emgeo_utils.report import verdicts
+from emgeo_utils.report.claims import measured
+from emgeo_utils.report.claims_table import counts, failures, label, ordered
 from emgeo_utils.report.notebook import model_source
 from emgeo_utils.report.run_notebooks import notebooks, profile_notebooks, profile_parameters
 
@@ -34,10 +36,6 @@ VERSIONS = ("torch", "transformers", "sae-lens", "peft", "papermill", "nbconvert
 REMOTE_SCRIPT = re.compile(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>|<script type="module">.*?</script>|'
                            r'<script type="text/x-mathjax-config">.*?</script>', re.S)
 SAVED = re.compile(r"saved (\S+\.png)")
-
-
-def label(profile: str) -> str:
-    return "organism" if profile in ("default", "large", "test") else profile
 
 
 def report_dir() -> Path:
@@ -76,25 +74,16 @@ def saved_figures(executed: Path) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+CSS = {"supports the paper": "supports", "meets our criterion": "supports", "effect shown": "beyond",
+       "contradicts the paper": "contradicts", "misses our criterion": "contradicts", "sanity check FAILED": "contradicts",
+       "no effect": "beyond", "opposite effect": "beyond", "sanity check passed": "sanity"}
+
+
 def verdict_class(verdict: str) -> str:
-    for key, name in (("supports", "supports"), ("contradicts", "contradicts"), ("inconclusive", "inconclusive"),
-                      ("not computable", "inconclusive"), ("beyond", "beyond")):
-        if verdict.startswith(key):
-            return name
-    return "other"
-
-
-def _fmt(x) -> str:
-    if x is None or (isinstance(x, float) and pd.isna(x)):
-        return ""
-    return f"{x:.3g}" if isinstance(x, (int, float)) else str(x)
-
-
-def measured(c: dict) -> str:
-    ci = f" [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
-    p = f", p {_fmt(c['p_value'])}" if c.get("p_value") is not None else ""
-    units = f"; {c['units']} units in the claim's direction" if c.get("units") else ""
-    return f"{_fmt(c.get('value'))}{ci}{p}{units}"
+    """The CSS class of a verdict (a NOT CONFIRMED claim is marked apart)."""
+    if verdict.startswith(verdicts.NOT_CONFIRMED):
+        return "notconfirmed"
+    return CSS.get(verdicts.verdict_class(verdict), "inconclusive")
 
 
 class ProfileRun:
@@ -158,13 +147,15 @@ def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
     flag = ' <b class="unexpected">UNEXPECTED</b>' if c.get("as_expected") == "UNEXPECTED" else ""
     if isinstance(c.get("expected"), str):
         flag += f" <span class=reg>({html.escape(c['expected'])})</span>"
-    reg = f"<br><span class=reg>expectation set {c['registered']} measuring</span>" if c.get("registered") else ""
+    reg = (f"<br><span class=reg>expectation set {c.get('expectation_set') or ''}, {c['registered']} measuring</span>"
+           if c.get("registered") else "")
     body = f'<a href="{html.escape(link)}">{text}</a>' if link else text
     return f'<td class="{verdict_class(c["verdict"])}">{body}{flag}{reg}</td>'
 
 
 def claims_table(runs: list[ProfileRun]) -> str:
-    keys = list(dict.fromkeys((nb, c["claim"]) for r in runs for nb, cs in r.claims.items() for c in cs))
+    every = pd.DataFrame([c for r in runs for cs in r.claims.values() for c in cs]).drop_duplicates(["notebook", "claim"])
+    keys = list(zip(*[ordered(every)[k] for k in ("notebook", "claim")]))
     head = "".join(f"<th>{html.escape(label(r.profile))}</th>" for r in runs)
     rows = []
     for nb, name in keys:
@@ -172,10 +163,23 @@ def claims_table(runs: list[ProfileRun]) -> str:
         first = next(c for c in found if c)
         predicts = first.get("predicts") or "not in the paper"
         rows.append(f'<tr id="claim-{html.escape(nb)}-{html.escape(name)}"><td>{html.escape(nb)}</td>'
-                    f"<td><b>{html.escape(name)}</b><br>{html.escape(first['statement'])}</td><td>{html.escape(predicts)}</td>"
+                    f"<td><b>{html.escape(name)}</b><br>{html.escape(first['statement'])}</td>"
+                    f"<td>{html.escape(verdicts.KINDS.get(first.get('kind'), ''))}{' (confirmatory)' if first.get('family') == 'confirmatory' else ''}</td>"
+                    f"<td>{html.escape(predicts)}</td>"
                     + "".join(_claim_cell(r, nb, c) for r, c in zip(runs, found)) + "</tr>")
-    return (f"<table class=claims><tr><th>notebook</th><th>claim</th><th>paper predicts</th>{head}</tr>"
+    return (f"<table class=claims><tr><th>notebook</th><th>claim</th><th>kind</th><th>paper predicts</th>{head}</tr>"
             + "".join(rows) + "</table>")
+
+
+def verdict_counts(runs: list[ProfileRun]) -> str:
+    """Verdicts per kind, one table per model (sanity checks apart: they are not evidence)."""
+    parts = []
+    for r in runs:
+        c = counts(pd.DataFrame([c for cs in r.claims.values() for c in cs])).reset_index()
+        head = "".join(f"<th>{html.escape(str(k))}</th>" for k in c.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in c.itertuples(index=False))
+        parts.append(f"<h3>{html.escape(label(r.profile))}</h3><table class=counts><tr>{head}</tr>{body}</table>")
+    return "".join(parts)
 
 
 def notebook_sections(runs: list[ProfileRun]) -> str:
@@ -187,14 +191,14 @@ def notebook_sections(runs: list[ProfileRun]) -> str:
             if stem not in r.claims:
                 continue
             cs = r.claims[stem]
-            counts = pd.Series([verdict_class(c["verdict"]) for c in cs]).value_counts()
-            summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+            tally = pd.Series([verdicts.verdict_class(c["verdict"]) for c in cs]).value_counts()
+            summary = ", ".join(f"{n} {k}" for k, n in tally.items())
             page = r.pages.get(stem)
             link = f' (<a href="{html.escape(os.path.relpath(page, r.out))}">executed notebook</a>)' if page else ""
             parts.append(f"<h3>{html.escape(label(r.profile))}{link}</h3><p>{len(cs)} claims: {html.escape(summary)}.</p><ul>")
-            for c in cs:
+            for c in ordered(pd.DataFrame(cs)).to_dict("records"):
                 held = "holds" if c["outcome"] else "does not hold"
-                parts.append(f"<li>{html.escape(c['statement'])}: <b>{held}</b> ({html.escape(c['measure'])} = "
+                parts.append(f"<li>{html.escape(c['statement'])}: <b>{held}</b> ("
                              f"{html.escape(measured(c))}); <span class={verdict_class(c['verdict'])}>{html.escape(c['verdict'])}</span>.</li>")
             parts.append("</ul><div class=figs>")
             for png in r.figure_files.get(stem, []):
@@ -252,7 +256,7 @@ def provenance(runs: list[ProfileRun]) -> str:
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;text-align:left}
 td.supports{background:#e3f4e3}td.contradicts{background:#fbe0e0}td.inconclusive{background:#fff4d6}td.beyond{background:#e6eefb}
-td.notrun{color:#888}span.supports{color:#1b7a1b}span.contradicts{color:#b00}span.inconclusive{color:#8a6d00}span.beyond{color:#1f4e9c}
+td.notrun{color:#888}td.notconfirmed{background:#fbe0e0;font-weight:bold}td.sanity{background:#eee}span.notconfirmed{color:#b00;font-weight:bold}span.supports{color:#1b7a1b}span.contradicts{color:#b00}span.inconclusive{color:#8a6d00}span.beyond{color:#1f4e9c}
 .unexpected{color:#b00}.value{color:#444}.reg{color:#777;font-size:0.9em}figure{display:inline-block;margin:0.5em;max-width:48%}
 figure img{max-width:100%;border:1px solid #ddd}div.failed{border:2px solid #b00;background:#fbe0e0;padding:0.5em 1em}figcaption{font-size:0.8em;color:#555}table.prov th{width:14em}"""
 
@@ -278,13 +282,18 @@ def build(profiles: list[str]) -> Path:
 <style>{STYLE}</style></head><body>
 <h1>emgeo: every claim, its evidence and its notebook</h1>
 <p>The runnable companion to {html.escape(PAPER)}. Each row below was computed by the notebook it links to; a link opens the
-executed notebook at the cell that checked the claim. Verdicts read our measurement against the paper's prediction:
-<span class=supports>supports</span>, <span class=contradicts>contradicts</span>, <span class=inconclusive>inconclusive</span>
-(underpowered, a CI that spans the null, or the predicted direction without the claim's criterion), or
-<span class=beyond>beyond the paper</span> (a check the paper does not make).</p>
+executed notebook at the cell that checked the claim. Each claim is declared, with its kind, direction, null and
+margin, in its notebook's claims file (<code>notebooks/claims/</code>: the pre-registration), and read by its kind:
+a predicted effect <span class=supports>supports</span> the paper when significant in its direction,
+<span class=contradicts>contradicts</span> it when significant the other way or when equivalence to no effect is shown;
+a predicted absence (negative control) is supported only by equivalence within its margin; our own criteria are read
+against our bar; findings <span class=beyond>beyond the paper</span> and sanity checks stand apart. Everything else is
+<span class=inconclusive>inconclusive</span>, with its reason. Rows are ordered by kind: discriminating controls first.
+Confirmatory claims that were not supported read <span class=notconfirmed>NOT CONFIRMED</span>.</p>
 {failure_banner(profiles)}
 <nav><a href="#claims">claims</a> · <a href="#paper">paper map</a> · <a href="#notebooks">notebooks and figures</a> ·
 <a href="#provenance">provenance</a></nav>
+<h2 id=counts>Verdicts per model and kind</h2>{verdict_counts(runs)}
 <h2 id=claims>Claims</h2>{claims_table(runs)}
 <h2 id=paper>Paper map</h2>{paper_map(runs)}
 <h2 id=notebooks>What each notebook shows</h2>{notebook_sections(runs)}

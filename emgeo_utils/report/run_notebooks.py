@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from emgeo_utils.core import numerics, paths
-from emgeo_utils.report import claims
+from emgeo_utils.report import claims_table
 from emgeo_utils.report.notebook import check_parameters
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -163,7 +163,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     if history.exists() and history.read_text().split("\n", 1)[0] != ",".join(frame.columns):
         history.rename(history.with_suffix(".old.csv"))  # columns changed: start a new history
     frame.to_csv(history, mode="a", header=not history.exists(), index=False)
-    table = claims.gather(profile)
+    table = claims_table.gather(profile)
     print(f"\n{len(table)} claims -> {paths.display_path(figures / 'claims.md')}")
     if len(table):
         print(table[["notebook", "claim", "verdict", "as_expected"]].to_string(index=False))
