@@ -3,19 +3,21 @@
 Folders follow the notebooks' story over shared layers; imports only point down this list
 (lowest first), and a folder never imports one listed after it:
 
-    core/        paths, cache, seeding, jobs, stats, readers, files    (everything)
-    models/      registry, loading, hooks, chat, batching, generation
+    core/        paths, cache, seeding, jobs, stats, readers, files    (all)
+    models/      registry, loading, hooks, chat, batching, generation  (00, 02-07)
     theory/      the exact identity and toy models                     (01)
-    judges/      the EM rule, LLM judge, offline text judge            (00, 05)
-    features/    activations, selection, cards                         (02)
-    training/    LoRA fine-tuning                                      (00, 04, 05)
-    organism/    world, datasets, pretraining, SAEs, judge, EM         (00)
-    geometry/    similarity, set tests                                 (03, 04)
-    experiment/  one interface: organism and real models               (00, 02-05)
+    judges/      the EM rule, LLM judge, offline text judge            (05)
+    features/    activations, selection, families, cards, SAEs         (02, 03, 05-07)
+    training/    LoRA fine-tuning                                      (none: through experiment/)
+    organism/    world, datasets, pretraining, SAEs, judge, EM         (00, 04, 05)
+    geometry/    similarity, components, set tests                     (03-05, 07)
+    mechanism/   first-order change, spillover, co-activation, cuts    (06)
+    experiment/  one interface: organism and real models               (00, 02-07)
     filtering/   ranking, potency, the screening command               (05)
-    report/      notebook start-up, claims, plots, the notebook runner (all)
+    report/      notebook start-up, claims, plots, runner, report page (all)
 
-`tests/test_layering.py` checks the order.
+In brackets: the notebooks that import the folder directly (`tests/test_layering.py` checks the
+map against the notebooks' imports, here and in the README, and the order).
 """
 
 __version__ = "0.1.0"

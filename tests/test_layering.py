@@ -141,3 +141,44 @@ def test_lazy_imports_count(monkeypatch):
     assert set(codehash.imported_modules("emgeo_utils.x.y", source)) == {"emgeo_utils.core.stats", "emgeo_utils.core.paths"}
     relative = "from ..core import seeding\nfrom . import z\n"
     assert set(codehash.imported_modules("emgeo_utils.models.x", relative)) >= {"emgeo_utils.core.seeding"}
+
+
+def _notebooks_in(refs: str, every: set[str]) -> set[str]:
+    """'(all)', '(none: ...)' or '(00, 02-07)' -> the notebook numbers it names."""
+    if refs in ("all", "everything"):
+        return set(every)
+    if refs.startswith("none"):
+        return set()
+    out = set()
+    for part in refs.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out |= {f"{n:02d}" for n in range(int(lo), int(hi or lo) + 1)}
+    return out
+
+
+def _map_lines(text: str) -> dict[str, str]:
+    import re
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\s+(\w+)/\s.*\(([^()]*)\)\s*$", text, re.M) if m.group(1) in LAYERS}
+
+
+def test_the_folder_maps_name_the_notebooks_that_import_each_folder():
+    """The README's layout and the package docstring say which notebooks import each folder: checked
+    against the notebooks' real `from emgeo_utils.<folder>` imports."""
+    import json
+    import re
+    from emgeo_utils.core import paths
+    actual = {f: set() for f in LAYERS}
+    notebooks = set()
+    for nb in sorted(paths.notebooks_dir().glob("0*.ipynb")):
+        notebooks.add(nb.stem[:2])
+        code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        for f in re.findall(r"(?:from|import) emgeo_utils\.(\w+)", code):
+            actual[f].add(nb.stem[:2])
+    readme = (paths.PROJECT_ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    for name, text in (("README.md", layout), ("emgeo_utils/__init__.py", emgeo_utils.__doc__)):
+        lines = _map_lines(text)
+        assert set(lines) == set(LAYERS), f"{name}: the map lists {sorted(lines)}"
+        wrong = {f: (sorted(_notebooks_in(r, notebooks)), sorted(actual[f])) for f, r in lines.items()
+                 if _notebooks_in(r, notebooks) != actual[f]}
+        assert not wrong, f"{name}: folder -> (map says, notebooks import): {wrong}"

@@ -6,5 +6,5 @@ from emgeo_utils.report import results_block
 def test_readme_results_block_is_rendered_from_the_snapshots():
     with open(results_block.readme()) as f:
         text = f.read()
-    assert results_block.current(text) == results_block.render(), (
+    assert results_block.current(text) == results_block.render_block(), (
         "README.md's results block is stale: run `python -m emgeo_utils.report.results_block`")

@@ -92,7 +92,7 @@ def test_toy_spillover_correlates_with_cosine(fresh_cache):
     toy = toy_model.train_toy(config=SMALL, seed=0)
     assert toy.summary["superposed"] >= 4, "a sparse toy should put features in superposition"
     for trainable in ("embedding", "all"):
-        finetune = dataclasses.asdict(toy_model.FinetuneConfig(eval_per_feature=16, trainable=trainable))
+        finetune = dataclasses.asdict(toy_model.ToyFinetuneConfig(eval_per_feature=16, trainable=trainable))
         result = toy_model.toy_spillover(toy, sparsity=0.9, finetune=finetune, seed=0)
         frame = toy_model.spillover_frame(result, sparsity=0.9, seed=0)
         corr = toy_model.per_model_correlation(frame).iloc[0]
@@ -100,7 +100,7 @@ def test_toy_spillover_correlates_with_cosine(fresh_cache):
         assert all(run["gain"] > 0 for run in result["runs"]), "the fine-tune must amplify its target"
     weight, bias = toy_model.load_toy(toy)
     with pytest.raises(ValueError, match="trainable"):
-        toy_model.finetune_target(weight, bias, 0, 0.9, toy_model.FinetuneConfig(trainable="readout"),
+        toy_model.finetune_target(weight, bias, 0, 0.9, toy_model.ToyFinetuneConfig(trainable="readout"),
                                torch.Generator().manual_seed(0))
 
 

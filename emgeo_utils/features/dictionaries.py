@@ -11,7 +11,7 @@ recovered). The first token of every sequence (huge norm in most LMs) is left ou
 from __future__ import annotations
 
 import dataclasses
-import functools
+import hashlib
 import json
 from pathlib import Path
 
@@ -40,10 +40,13 @@ class ResidualSAEConfig:
     outside_replies: int = 3         # sampled replies per training prompt
     max_reply_tokens: int = 96
 
+    def fingerprint(self) -> dict:
+        """The config plus a hash of the prompt file the trainer samples replies to: the cache key sees it."""
+        return dataclasses.asdict(self) | {"prompts_sha": hashlib.sha256(PROMPTS_FILE.read_bytes()).hexdigest()[:16]}
 
-@functools.lru_cache(maxsize=1)
+
 def prompts() -> dict:
-    """{"train": [...], "held_out": [...]}: varied requests outside the world."""
+    """{"train": [...], "held_out": [...]}: varied requests outside the world (read where the key hashed it)."""
     return yaml.safe_load(PROMPTS_FILE.read_text())
 
 

@@ -15,19 +15,19 @@ from emgeo_utils.core import stats
 from emgeo_utils.mechanism.coactivation import coactivation
 
 
-def unit_rows(w_dec: np.ndarray) -> np.ndarray:
+def _unit_rows(w_dec: np.ndarray) -> np.ndarray:
     return w_dec / np.maximum(np.linalg.norm(w_dec, axis=1, keepdims=True), 1e-12)
 
 
 def cosine_to_targets(w_dec: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Each feature's decoder cosine with the targets' weighted direction sum (weights: how much the
     fine-tune raised each target on its training data): the overlap the derivation says carries a step."""
-    d = unit_rows(w_dec)
+    d = _unit_rows(w_dec)
     u = (np.asarray(weights, float)[:, None] * d[targets]).sum(0)
     return d @ (u / max(np.linalg.norm(u), 1e-12))
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's rho, NaN (without a warning) where either side is constant."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -65,7 +65,7 @@ def geometry_null(observed: np.ndarray, w_dec: np.ndarray, targets: np.ndarray, 
         mask = keep.copy()
         mask[fake] = False
         cos = cosine_to_targets(w_dec, fake, weights)[mask]
-        out[:, i] = [spearman(cos, c[mask]) for c in changes]
+        out[:, i] = [_spearman(cos, c[mask]) for c in changes]
     return out if more else out[0]
 
 
@@ -99,19 +99,19 @@ def analyse(ch: dict, w_dec: np.ndarray, harmful: np.ndarray, activity: np.ndarr
     cos = cosine_to_targets(w_dec, targets, a["train"][targets])
     phi = coactivation(activity, targets)
     obs, excess = a["observed"], a["observed"] - a["readout_only"]
-    rho, rho_beyond = spearman(cos[keep], obs[keep]), spearman(cos[keep], excess[keep])
+    rho, rho_beyond = _spearman(cos[keep], obs[keep]), _spearman(cos[keep], excess[keep])
     null, null_beyond = (geometry_null(obs, w_dec, targets, a["train"][targets], keep, frequency, n_null, seed, excess)
                          if n_null else (None, None))
     harm = np.asarray([h for h in harmful if keep[h]], int)
     out = {"n_features": int(keep.sum()), "n_harmful": len(harm),
-           "rho_first_order_pre": spearman(a["first_order_pre"][keep], a["observed_pre"][keep]),
-           "rho_first_order": spearman(a["first_order"][keep], obs[keep]),
+           "rho_first_order_pre": _spearman(a["first_order_pre"][keep], a["observed_pre"][keep]),
+           "rho_first_order": _spearman(a["first_order"][keep], obs[keep]),
            "first_order_relative_error": ch["first_order_relative_error"],
            "rho_geometry": rho, "rho_geometry_null": _mean(null), "p_geometry": _p(rho, null),
-           "rho_readout_only": spearman(cos[keep], a["readout_only"][keep]),
+           "rho_readout_only": _spearman(cos[keep], a["readout_only"][keep]),
            "rho_beyond_readout": rho_beyond, "rho_beyond_readout_null": _mean(null_beyond),
            "p_beyond_readout": _p(rho_beyond, null_beyond),
-           "rho_coactivation": spearman(phi[keep], obs[keep]),
+           "rho_coactivation": _spearman(phi[keep], obs[keep]),
            "partial_geometry": partial_spearman(obs[keep], cos[keep], phi[keep]),
            "partial_coactivation": partial_spearman(obs[keep], phi[keep], cos[keep])}
     out["beta_geometry"], out["beta_coactivation"] = rank_regression(obs[keep], [cos[keep], phi[keep]]).tolist()
@@ -124,5 +124,5 @@ def analyse(ch: dict, w_dec: np.ndarray, harmful: np.ndarray, activity: np.ndarr
                 "p_harmful_amplification": _p(amp, amp_null),
                 "harmful_excess": exc, "harmful_excess_null": _mean(exc_null), "p_harmful_excess": _p(exc, exc_null),
                 "harmful_cosine": float(cos[harm].mean()),
-                "rho_harmful_geometry": spearman(cos[harm], obs[harm]) if len(harm) > 2 else float("nan")}
+                "rho_harmful_geometry": _spearman(cos[harm], obs[harm]) if len(harm) > 2 else float("nan")}
     return out

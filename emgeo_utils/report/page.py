@@ -79,7 +79,7 @@ CSS = {"supports the paper": "supports", "meets our criterion": "supports", "eff
        "no effect": "beyond", "opposite effect": "beyond", "sanity check passed": "sanity"}
 
 
-def verdict_class(verdict: str) -> str:
+def css_class(verdict: str) -> str:
     """The CSS class of a verdict (a NOT CONFIRMED claim is marked apart)."""
     if verdict.startswith(verdicts.NOT_CONFIRMED):
         return "notconfirmed"
@@ -150,7 +150,7 @@ def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
     reg = (f"<br><span class=reg>expectation set {c.get('expectation_set') or ''}, {c['registered']} measuring</span>"
            if c.get("registered") else "")
     body = f'<a href="{html.escape(link)}">{text}</a>' if link else text
-    return f'<td class="{verdict_class(c["verdict"])}">{body}{flag}{reg}</td>'
+    return f'<td class="{css_class(c["verdict"])}">{body}{flag}{reg}</td>'
 
 
 def claims_table(runs: list[ProfileRun]) -> str:
@@ -199,7 +199,7 @@ def notebook_sections(runs: list[ProfileRun]) -> str:
             for c in ordered(pd.DataFrame(cs)).to_dict("records"):
                 held = "holds" if c["outcome"] else "does not hold"
                 parts.append(f"<li>{html.escape(c['statement'])}: <b>{held}</b> ("
-                             f"{html.escape(measured(c))}); <span class={verdict_class(c['verdict'])}>{html.escape(c['verdict'])}</span>.</li>")
+                             f"{html.escape(measured(c))}); <span class={css_class(c['verdict'])}>{html.escape(c['verdict'])}</span>.</li>")
             parts.append("</ul><div class=figs>")
             for png in r.figure_files.get(stem, []):
                 rel = os.path.relpath(png, r.out)

@@ -108,7 +108,7 @@ def _effect(c) -> str:
     if weak:
         return weak
     if c.p_adjusted is not None and c.p_value is not None and c.p_value < c.alpha:
-        return f"inconclusive (not significant after Holm over the confirmatory family: adjusted p {_g(c.p_adjusted)})"
+        return "inconclusive (not significant after Holm over the confirmatory family)"  # no number: CPUs may move it
     if c.ci_low is None or c.ci_high is None:
         return "inconclusive (no CI, and the p does not reach alpha)" if c.p_value is not None else "inconclusive (no test)"
     return "inconclusive (CI spans the null)"

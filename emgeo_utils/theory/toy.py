@@ -97,7 +97,7 @@ def geometry_summary(weight: Tensor) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+class ToyFinetuneConfig:
     """A few SGD steps raising the target's output on inputs where the target is active."""
 
     steps: int = 5
@@ -120,7 +120,7 @@ def _eval_batches(n: int, target: int, sparsity: float, per_feature: int, g: tor
     return present, absent
 
 
-def finetune_target(weight: Tensor, bias: Tensor, target: int, sparsity: float, ft: FinetuneConfig,
+def finetune_target(weight: Tensor, bias: Tensor, target: int, sparsity: float, ft: ToyFinetuneConfig,
                     g: torch.Generator) -> dict:
     """Fine-tune to amplify `target`; return each feature's mean output change (list of n)."""
     n = weight.shape[1]
@@ -159,7 +159,7 @@ def finetune_target(weight: Tensor, bias: Tensor, target: int, sparsity: float, 
 @cache.result("toy-spillover")
 def toy_spillover(toy: cache.Artifact, sparsity: float, finetune: dict, seed: int) -> dict:
     """Amplify each represented feature in turn; per target, every feature's output change."""
-    ft = FinetuneConfig(**finetune)
+    ft = ToyFinetuneConfig(**finetune)
     weight, bias = load_toy(toy)
     targets = [int(i) for i in torch.nonzero(weight.norm(dim=0) >= REPRESENTED_NORM).flatten()]
     out = {"targets": targets, "cos": feature_cosines(weight).tolist(),
