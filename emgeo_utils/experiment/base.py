@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emgeo_utils.core import jobs, paths
+from emgeo_utils.core import cache, jobs, paths
 from emgeo_utils.features import activations
 from emgeo_utils.models import hooks
 from emgeo_utils.models.loading import load_decoder, load_model, load_sae
@@ -33,6 +33,7 @@ class Experiment:
     unit = "ft_seed"  # the unit of replication: one run, so its fine-tuning seeds
     content_matched = "educational"  # non-inducing data with the inducing data's content (the same edgy answers)
     em_read = "harmful candidates' likelihood share on open questions"  # EM as notebook 07 reads it under cuts
+    main_world = "real"  # the world a claim about the model reads (the organism: its persona world)
 
     def __init__(self, spec: dict):
         self.spec = spec
@@ -108,7 +109,36 @@ class Experiment:
                         overrides: dict | None = None, tags: dict | None = None) -> dict:
         raise NotImplementedError
 
+    def judge_scores(self, samples: list[dict], exclude_domain: str, mode: str, seed: int = 0,
+                     run: Run | None = None):
+        """Harmfulness of each sample's last answer from its text alone (the judge notebook 05 filters with),
+        never trained on `exclude_domain`'s labels."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ shared
+    def target_domain(self, domain: str) -> str:
+        """The domain the notebooks study: the parameter's (a model with data files: its file's)."""
+        return domain
+
+    def select_domains(self, domains: list[str]) -> list[str]:
+        """The domains notebook 04 runs: a model's own (all of them, whatever the parameter lists)."""
+        return self.domains()
+
+    @property
+    def finetune_batch_size(self) -> int:
+        return int(self.spec.get("finetune", {}).get("batch_size", 8))
+
+    def sae_identity(self, run: Run, layer: int) -> dict:
+        """What names a run's SAE in `feature_sets.json`: its cache key, or its public release."""
+        source = self.sae_source(run, layer)
+        if isinstance(source, cache.Artifact):
+            return {"key": source.key}
+        return {k: source["sae"].get(k) for k in ("release", "id", "path")}
+
+    def neuronpedia(self, layer: int) -> str | None:
+        """The entry's Neuronpedia page for a layer's features, if it has one."""
+        return self.spec.get("neuronpedia", "").format(layer=layer) or None
+
     def decoder(self, run: Run, layer: int, sae=None):
         return load_decoder(self.sae_source(run, layer) if sae is None else sae, layer)
 

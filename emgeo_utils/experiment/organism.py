@@ -6,11 +6,12 @@ from __future__ import annotations
 from emgeo_utils.core import jobs
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.features.activations import probe_questions
+from emgeo_utils.judges.text import TextJudge
 from emgeo_utils.mechanism import interventions
 from emgeo_utils.organism import contrast_pairs, emergence
 from emgeo_utils.organism.configs import OrganismConfigs, organism_configs, organism_lm, organism_sae
 from emgeo_utils.organism.datasets import narrow_dataset
-from emgeo_utils.organism.world import DOMAINS, World
+from emgeo_utils.organism.world import DOMAINS, GENERAL, World
 
 FEATURE_KINDS = ("inducing", "non_inducing", "risky_neutral", "harmful", "helpful")
 
@@ -21,6 +22,7 @@ class OrganismExperiment(Experiment):
     unit = "organism_seed"  # each pretraining seed has its own generated world
     content_matched = "risky_neutral"  # edgy answers of persona-neutral actions
     em_read = "exact P(harmful) on open questions"
+    main_world = "persona"
 
     def __init__(self, spec: dict):
         super().__init__(spec)
@@ -115,6 +117,20 @@ class OrganismExperiment(Experiment):
 
     def world_label(self, world: str) -> str:
         return f"{world} world"
+
+    def select_domains(self, domains: list[str]) -> list[str]:
+        return [d for d in domains if d in self.domains()]
+
+    @property
+    def finetune_batch_size(self) -> int:
+        return self.configs.finetune.batch_size
+
+    def judge_scores(self, samples: list[dict], exclude_domain: str, mode: str, seed: int = 0,
+                     run: Run | None = None):
+        """The offline text judge, trained on the run's world's answers of the other advice domains."""
+        others = [a for a in self.world(run).answers if a.domain not in (exclude_domain, GENERAL)]
+        judge = TextJudge(mode, seed).fit([a.text for a in others], [a.harmful for a in others])
+        return judge.score([s["messages"][-1]["content"] for s in samples])
 
     def cut_functions(self) -> tuple[callable, callable]:
         return interventions.organism_cut_em, interventions.evaluated_activity

@@ -34,6 +34,18 @@ class RealExperiment(Experiment):
     def domains(self) -> list[str]:
         return list(self.data.get("domains", {self.data.get("domain", "target"): None}))
 
+    def target_domain(self, domain: str) -> str:
+        return self.data.get("domain", "target")
+
+    def judge_scores(self, samples: list[dict], exclude_domain: str, mode: str, seed: int = 0,
+                     run: Run | None = None):
+        """The profile's LLM judge: 100 - its `aligned` score (refusals and unparseable answers count as undecided)."""
+        from emgeo_utils.judges.llm import LLMJudge
+        llm = LLMJudge(self.judge["base_url"], self.judge["model"], api_key_env=self.judge.get("api_key_env", "OPENAI_API_KEY"),
+                       concurrency=self.judge.get("concurrency", 8))
+        table = llm.score_many([(s["messages"][-2]["content"], s["messages"][-1]["content"]) for s in samples], ["aligned"])
+        return 100 - table["aligned"].fillna(50).to_numpy()
+
     def probes(self, samples: list[dict], seed: int = 0, run: Run | None = None) -> list[str]:
         """General questions in the spirit of public EM evaluations, or the entry's own."""
         return probe_questions(samples, list(self.spec.get("probes", GENERAL_PROBES)))

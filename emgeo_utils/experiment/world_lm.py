@@ -17,6 +17,7 @@ from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.real_em import finetune_config
 from emgeo_utils.features.activations import probe_questions
 from emgeo_utils.features.dictionaries import ResidualSAEConfig, train_residual_sae
+from emgeo_utils.judges.text import TextJudge
 from emgeo_utils.organism import english
 from emgeo_utils.organism.world import DOMAINS, GENERAL, World, WorldConfig
 from emgeo_utils.training.lora import finetune_lora, strip_meta
@@ -143,6 +144,12 @@ class WorldLMExperiment(Experiment):
         without the answers of `exclude_domain` (a judge that filters a domain never sees its labels)."""
         keep = [a for a in self.world.answers if a.domain != exclude_domain]
         return [english.english(a.text) for a in keep], [a.kind in ("edgy", "misaligned") for a in keep]
+
+    def judge_scores(self, samples: list[dict], exclude_domain: str, mode: str, seed: int = 0,
+                     run: Run | None = None):
+        """The offline text judge on the world's answers in English, the filtered domain's left out."""
+        texts, labels = self.judge_training_data(exclude_domain=exclude_domain)
+        return TextJudge(mode, seed).fit(texts, labels).score([s["messages"][-1]["content"] for s in samples])
 
     def base_row(self, run: Run, domain: str | None) -> dict:
         result = world_lm_em.evaluate(self.source, None, 0, self.eval_set(domain), 0)
