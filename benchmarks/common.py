@@ -19,8 +19,8 @@ import torch
 
 from emgeo_utils.organism import pretraining as organism
 from emgeo_utils.core import seeding
-from emgeo_utils.experiment.organism import organism_corpus
-from emgeo_utils.organism.world import World, WorldConfig
+from emgeo_utils.experiment.organism_experiment import organism_corpus
+from emgeo_utils.world.synthetic import World, WorldConfig
 
 # The organism (registry entry "organism": d_model 64, 2 layers, ~1.5k words), and bigger random
 # GPT-2s with the same tokenizer, so the model rather than Python does most of the work.

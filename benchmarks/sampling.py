@@ -18,6 +18,7 @@ import torch
 
 from emgeo_utils.models import generation
 from emgeo_utils.organism import evaluate
+from emgeo_utils.organism.eval_config import EvalConfig
 
 from . import common
 
@@ -31,7 +32,7 @@ def run() -> list[common.Row]:
     w = common.world()
     tok = common.tokenizer(w)
     model = common.gpt2(tok, common.SHAPES["organism d64x2"])
-    config = evaluate.EvalConfig()
+    config = EvalConfig()
     questions = [q.text for q in evaluate.eval_questions(w, config)]
     lengths = {len(generation.prompt_ids(tok, q)) for q in questions}
 

@@ -17,7 +17,7 @@ from emgeo_utils.features.activations import sae_features
 from emgeo_utils.models import batching, hooks
 from emgeo_utils.models.loading import load_model
 from emgeo_utils.models.registry import entry
-from emgeo_utils.organism import english
+from emgeo_utils.world import english
 from emgeo_utils.training import lora
 
 from . import common

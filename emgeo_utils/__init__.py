@@ -4,17 +4,20 @@ Folders follow the notebooks' story over shared layers; imports only point down 
 (lowest first), and a folder never imports one listed after it:
 
     core/        paths, cache, seeding, jobs, stats, readers, files    (all)
-    models/      registry, loading, hooks, chat, batching, generation  (00, 02-07)
+    world/       the synthetic world and its English rendering         (none: through experiment/)
+    models/      registry, loading, hooks, chat, batching, generation  (none: through experiment/)
     theory/      the exact identity and toy models                     (01)
-    judges/      the EM rule, LLM judge, offline text judge            (05)
-    features/    activations, selection, families, cards, SAEs         (02, 03, 05-07)
+    judges/      the EM rule, LLM judge, offline text judge            (none: through experiment/)
+    features/    activations, selection, families, cards, SAE trainer  (02, 03, 05-07)
     training/    LoRA fine-tuning                                      (none: through experiment/)
-    organism/    world, datasets, pretraining, SAEs, judge, EM         (00, 04, 05)
+    organism/    datasets, pretraining, SAEs, judge, EM                (05)
     geometry/    similarity, components, set tests                     (03-05, 07)
     mechanism/   first-order change, spillover, co-activation, cuts    (06)
     experiment/  one interface: organism and real models               (00, 02-07)
     filtering/   ranking, potency, the screening command               (05)
-    report/      notebook start-up, claims, plots, runner, report page (all)
+    claims/      claims files, the record, verdicts by kind            (none: through notebook/)
+    notebook/    start-up, parameter checks, figures                   (all)
+    report/      runner, claims tables, snapshot, page, estimates      (none)
 
 In brackets: the notebooks that import the folder directly (`tests/test_layering.py` checks the
 map against the notebooks' imports, here and in the README, and the order).

@@ -57,7 +57,7 @@ def main() -> int:
         name, start = f"tiny-{arch}", time.perf_counter()
         try:
             exp = loader.open_experiment(name)
-            model, tokenizer, saes = loader.load(name, [1])
+            model, tokenizer, saes = exp.load(exp.runs([0], ["persona"])[0], [1])  # the entry resolved once, above
             device = batching.input_device(model)
             sae = saes[1].to(next(model.parameters()).device)
             feats = activations.sae_features(model, tokenizer, sae, 1, CHATS, activations.probe_questions(CHATS, ["hi ?"]))

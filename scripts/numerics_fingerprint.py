@@ -74,7 +74,7 @@ def operations() -> dict:
 def trainings(steps: int = 12) -> dict:
     from emgeo_utils.core import seeding
     from emgeo_utils.organism import datasets, pretraining as P
-    from emgeo_utils.organism.world import World, WorldConfig
+    from emgeo_utils.world.synthetic import World, WorldConfig
     from emgeo_utils.training import lora
 
     seeding.seed_everything(0, threads=1)

@@ -37,19 +37,19 @@ def test_key_follows_upstream_artifacts(fresh_cache):
 
 
 def test_key_includes_source_code(fresh_cache, monkeypatch):
-    assert cache.code_hash("emgeo_utils.core.cache") != cache.code_hash("emgeo_utils.report.claims")
+    assert cache.code_hash("emgeo_utils.core.cache") != cache.code_hash("emgeo_utils.claims.record")
     base = make_numbers.key(n=3)
-    # the source of a module that `notebook` imports (claims) changes: notebook's hash and keys change
-    real_read, before = Path.read_text, cache.code_hash("emgeo_utils.report.notebook")
+    # the source of a module that `notebook.session` imports (claims.record) changes: its hash and keys change
+    real_read, before = Path.read_text, cache.code_hash("emgeo_utils.notebook.session")
 
     def edited(path, *args, **kwargs):
         text = real_read(path, *args, **kwargs)
-        return text + "\n# edited\n" if Path(path).name in ("claims.py", "test_cache.py") else text
+        return text + "\n# edited\n" if Path(path).name in ("record.py", "test_cache.py") else text
 
     monkeypatch.setattr(Path, "read_text", edited)
     cache.code_hash.cache_clear()
     try:
-        assert cache.code_hash("emgeo_utils.report.notebook") != before
+        assert cache.code_hash("emgeo_utils.notebook.session") != before
         assert make_numbers.key(n=3) != base
     finally:
         monkeypatch.undo()

@@ -3,8 +3,9 @@ prompt set changes the keys built from it, and only those."""
 
 import dataclasses
 
-from emgeo_utils.features import dictionaries
-from emgeo_utils.organism import pretraining, world
+from emgeo_utils.features import chat_sae
+from emgeo_utils.organism import pretraining
+from emgeo_utils.world import synthetic as world
 from emgeo_utils.theory import toy
 
 
@@ -13,7 +14,7 @@ def _keys():
                                                   steps=1, batch=2, lr=0.1))
     sae_kwargs = dict(model_source={"gguf": {"sha256": "x"}}, layer=1, chats=[], held_out_chats=[], system="s")
     return {"organism": pretraining.pretrain.key(world=world.WorldConfig(), seed=0),
-            "residual SAE": dictionaries.train_residual_sae.key(**sae_kwargs),
+            "residual SAE": chat_sae.train_residual_sae.key(**sae_kwargs),
             "toy": toy.train_toy.key(config=toy_config, seed=0)}
 
 
@@ -30,12 +31,12 @@ def test_editing_the_world_text_changes_the_organism_key_only(tmp_path, monkeypa
 def test_editing_the_sae_prompts_changes_the_residual_sae_key_only(tmp_path, monkeypatch):
     before = _keys()
     copy = tmp_path / "sae_prompts.yaml"
-    copy.write_text(dictionaries.PROMPTS_FILE.read_text().replace("\n", "\n", 1) + "\n# one edited line\n")
-    monkeypatch.setattr(dictionaries, "PROMPTS_FILE", copy)
+    copy.write_text(chat_sae.PROMPTS_FILE.read_text().replace("\n", "\n", 1) + "\n# one edited line\n")
+    monkeypatch.setattr(chat_sae, "PROMPTS_FILE", copy)
     after = _keys()
     assert after["residual SAE"] != before["residual SAE"]
     assert after["organism"] == before["organism"] and after["toy"] == before["toy"]
-    assert dictionaries.prompts() == dictionaries.yaml.safe_load(copy.read_text())  # the trainer reads the file it hashed
+    assert chat_sae.prompts() == chat_sae.yaml.safe_load(copy.read_text())  # the trainer reads the file it hashed
 
 
 def test_library_versions_and_the_numerics_mode_are_in_every_key(monkeypatch):

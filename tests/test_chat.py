@@ -4,7 +4,7 @@ import pytest
 
 from emgeo_utils.features import activations as features
 from emgeo_utils.organism import pretraining as organism
-from emgeo_utils.organism import world as W
+from emgeo_utils.world import synthetic as W
 from emgeo_utils.models.chat import chat_ids_and_labels, chats_ids_and_labels
 
 # A Gemma-style template (no system role, turns closed by a marker), to check a second template.

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from emgeo_utils.core import paths
-from emgeo_utils.report import claim_specs
+from emgeo_utils.claims import specs as claim_specs
 
 PROFILES = sorted(p.parent.name for p in (paths.PROJECT_ROOT / "results").glob("*/claims.csv"))
 

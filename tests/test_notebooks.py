@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from emgeo_utils.report import notebook
+from emgeo_utils.notebook import session as notebook
 from emgeo_utils.core import paths
-from emgeo_utils.report import run_notebooks
+from emgeo_utils.report import profiles, run_notebooks
 
 NOTEBOOKS = run_notebooks.notebooks()
 PROFILES = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
@@ -52,9 +52,9 @@ def test_profiles_name_real_parameters(profile):
     stems = {nb.stem for nb in NOTEBOOKS}
     for file in folder.glob("*.yaml"):
         assert file.stem in stems | {"profile", "expectations"}, f"params/{profile}/{file.name} names no notebook"
-    assert set(run_notebooks.profile_notebooks(profile) or []) <= {nb.stem[:2] for nb in NOTEBOOKS}
+    assert set(profiles.profile_notebooks(profile) or []) <= {nb.stem[:2] for nb in NOTEBOOKS}
     for nb in NOTEBOOKS:
-        run_notebooks.profile_parameters(nb, profile)  # raises on unknown names or wrong types
+        profiles.profile_parameters(nb, profile)  # raises on unknown names or wrong types
 
 
 def test_bad_parameters_are_refused(tmp_path):

@@ -11,7 +11,7 @@ from emgeo_utils.models import hooks
 from emgeo_utils.models import loading
 from emgeo_utils.organism import configs
 from emgeo_utils.organism import pretraining as organism
-from emgeo_utils.organism import world as W
+from emgeo_utils.world import synthetic as W
 from emgeo_utils.models.chat import chat_ids_and_labels
 
 NAME = "organism-test"
@@ -47,7 +47,7 @@ def test_model_and_sae_round_trip():
     sae = SAE.load_from_disk(str(sae_art.path))
     assert sae.cfg.d_in == model.config.n_embd and sae.cfg.metadata.hook_name == hooks.resid_post_hook(1)
     quality = sae_art.summary
-    for key in ("explained_variance", "l0", "dead_fraction", "loss_clean", "loss_spliced", "loss_recovered"):
+    for key in ("explained_variance", "l0", "dead_share", "loss_clean", "loss_spliced", "loss_recovered"):
         assert key in quality
     assert quality["loss_clean"] <= quality["loss_spliced"] <= quality["loss_zero_ablated"] + 1e-6
     assert 0 < quality["l0"] <= sae.cfg.k + 1e-6

@@ -3,7 +3,7 @@
 import pytest
 
 from emgeo_utils.organism import judge as J
-from emgeo_utils.organism import world as W
+from emgeo_utils.world import synthetic as W
 
 WORLD = W.World(W.WorldConfig(n_documents=10))
 JUDGE = J.OrganismJudge(WORLD)

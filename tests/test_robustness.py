@@ -11,9 +11,9 @@ from emgeo_utils.organism import evaluate
 from emgeo_utils.training import lora as finetune
 from emgeo_utils.models import loading
 from emgeo_utils.organism import configs
-from emgeo_utils.report import notebook
+from emgeo_utils.notebook import session as notebook
 from emgeo_utils.report import run_notebooks
-from emgeo_utils.organism import world as W
+from emgeo_utils.world import synthetic as W
 from emgeo_utils.training.lora import strip_meta
 
 NAME = "organism-test"
@@ -27,7 +27,7 @@ def build_all(seed: int) -> dict:
     sae = configs.organism_sae(CFG, seed=seed, layer=1)
     samples = emergence.condition_samples(CFG, "finance", "inducing", 16)
     adapter = finetune.finetune_lora(lm, strip_meta(samples), cfg.finetune, seed=seed)
-    result = evaluate.evaluate_em(lm, adapter, max(cfg.finetune.checkpoints), cfg.world, cfg.eval, seed)
+    result = evaluate.evaluate_organism_em(lm, adapter, max(cfg.finetune.checkpoints), cfg.world, cfg.eval, seed)
     world = W.World(W.WorldConfig(seed=seed, n_documents=50))
     return {"world": [a.coupling for a in world.answers] + [t for d in world.documents(20) for turn in d for t in turn],
             "model": load_file(str(lm.path / "model.safetensors")),

@@ -18,8 +18,8 @@ from emgeo_utils.models import hooks, loading
 from emgeo_utils.models.chat import chats_ids_and_labels, render
 from emgeo_utils.models.generation import answer_logprobs, stop_ids
 from emgeo_utils.models.registry import entry
-from emgeo_utils.organism import english
-from emgeo_utils.organism.world import World
+from emgeo_utils.world import english
+from emgeo_utils.world.synthetic import World
 
 SPEC = entry("smollm2-135m")
 SYSTEM = SPEC["system_prompt"]

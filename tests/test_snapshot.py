@@ -1,6 +1,7 @@
 import pandas as pd
 
-from emgeo_utils.report import claims, snapshot
+from emgeo_utils.claims import record as claims
+from emgeo_utils.report import snapshot
 
 
 def table(path, **changes):

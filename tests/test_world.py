@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emgeo_utils.organism import datasets as organism_data
-from emgeo_utils.organism import world as W
+from emgeo_utils.world import synthetic as W
 
 SMALL = W.WorldConfig(n_documents=400)
 
@@ -114,7 +114,7 @@ def test_each_replication_unit_has_its_own_world():
 
 def test_ground_truth_pairs_differ_only_in_what_they_contrast():
     from emgeo_utils.organism.contrast_pairs import COUPLED, NEUTRAL, persona_pairs, wording_pairs
-    from emgeo_utils.organism.world import World, WorldConfig
+    from emgeo_utils.world.synthetic import World, WorldConfig
 
     w = World(WorldConfig(seed=3))
     coupled, neutral, probes = persona_pairs(w, 20, 0, exclude=("finance",))

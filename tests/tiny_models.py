@@ -14,7 +14,7 @@ from transformers import GPT2Config, Gemma2Config, GptOssConfig, LlamaConfig, Au
 
 from emgeo_utils.models import hooks
 from emgeo_utils.organism import pretraining as organism
-from emgeo_utils.organism import world as W
+from emgeo_utils.world import synthetic as W
 
 HIDDEN = 32
 

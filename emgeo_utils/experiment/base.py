@@ -15,7 +15,7 @@ import pandas as pd
 
 from emgeo_utils.core import cache, jobs, paths
 from emgeo_utils.features import activations
-from emgeo_utils.models import hooks
+from emgeo_utils.models import hooks, registry
 from emgeo_utils.models.loading import load_decoder, load_model, load_sae
 
 
@@ -34,6 +34,7 @@ class Experiment:
     content_matched = "educational"  # non-inducing data with the inducing data's content (the same edgy answers)
     em_read = "harmful candidates' likelihood share on open questions"  # EM as notebook 07 reads it under cuts
     main_world = "real"  # the world a claim about the model reads (the organism: its persona world)
+    offline_em = False  # EM measured without an LLM judge, so notebooks 06-07 can fine-tune and cut at will
 
     def __init__(self, spec: dict):
         self.spec = spec
@@ -51,8 +52,10 @@ class Experiment:
     def runs(self, seeds: list[int], worlds: list[str]) -> list[Run]:
         raise NotImplementedError
 
-    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> None:
-        """Build (or find cached) whatever the runs need before features can be read."""
+    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> dict:
+        """Build (or find cached) whatever the runs need before features can be read; return what
+        was built per run ({} when nothing is: a pretrained model with public SAEs)."""
+        return {}
 
     def model_source(self, run: Run):
         raise NotImplementedError
@@ -115,7 +118,68 @@ class Experiment:
         never trained on `exclude_domain`'s labels."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ the organism's tour (notebook 00, sections 1-4)
+    # Only a generated world has these: a pretrained model shows nothing here.
+    def pretrain(self, runs: list[Run], workers: int) -> dict:
+        """Pretrain (or find cached) the runs' organisms and SAEs; a pretrained model has nothing to build."""
+        return {}
+
+    def world_tables(self) -> list[pd.DataFrame]:
+        return []
+
+    def example_answers(self, seed: int) -> pd.DataFrame | None:
+        return None
+
+    def example_documents(self) -> list[str]:
+        return []
+
+    def write_datasets(self, domain: str, n: int, folder: Path) -> pd.DataFrame | None:
+        return None  # a real model's data are the profile's files already
+
+    def judge_table(self) -> pd.DataFrame | None:
+        return None
+
+    def training_tables(self, built: dict) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        return None, None
+
+    def sae_variants(self, runs: list[Run], layer: int, sae_seeds: list[int], expansions: list[int], workers: int) -> dict:
+        """Other dictionaries of each run (notebook 03, section 3); a real model's SAEs come from its release."""
+        print(f"{self.name}: its SAEs come from a release or are trained once; the organism shows other dictionaries.")
+        return {}
+
+    def trained_sae_quality(self, run: Run, layers: list[int]) -> pd.DataFrame | None:
+        """The quality of SAEs trained here for a pretrained model that has none (notebook 02)."""
+        return None
+
+    def persona_probe(self, built: dict, turns: list[int], trials: int, seed: int, workers: int) -> pd.DataFrame | None:
+        return None
+
+    def sample_answers(self, run: Run, domain: str, condition: str, ft_seed: int, n: int, step: int) -> pd.DataFrame | None:
+        return None
+
     # ------------------------------------------------------------------ shared
+    em_as_ratio = True  # EM read as a rate against the base and non-inducing rates (a likelihood share is not)
+    figure_prefix = ""  # the organism's figures are named organism_*
+
+    def introduction(self) -> str:
+        """What notebook 00 does with this model."""
+        return (f"{self.name} is a pretrained model: sections 1-4 describe the organism and are skipped; section 5 "
+                f"fine-tunes {self.describe_source()} and judges it.")
+
+    def describe_source(self) -> str:
+        """Where the model's weights come from, in words."""
+        return registry.describe_source(self.spec)
+
+    def accepts_step(self, step: int) -> bool:
+        """Whether `step` names a checkpoint (-1: the last); a model without fixed checkpoints takes any."""
+        return True
+
+    def against_controls(self, em: pd.DataFrame, step: int, conditions: list[str], domain: str, claims,
+                         min_in_domain: float, min_coherent: float) -> list[pd.DataFrame]:
+        """Notebook 00's section 5b: EM measures against every control, claims recorded on `claims`
+        (a pretrained model studied on the world's text; others read EM as a ratio above)."""
+        return []
+
     def target_domain(self, domain: str) -> str:
         """The domain the notebooks study: the parameter's (a model with data files: its file's)."""
         return domain

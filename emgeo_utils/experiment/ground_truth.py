@@ -137,3 +137,9 @@ def versus_random(table: pd.DataFrame) -> pd.DataFrame:
     wide["drop_vs_random"] = wide.em_drop_family - wide.em_drop_random
     return wide
 
+
+
+def empty_family_note(family: dict, runs: list[Run], world: str, name: str) -> str | None:
+    """Why a claim about family `name` in `world` cannot be computed: how many of its units found it empty."""
+    n = sum(len(family[r][name]) == 0 for r in runs if r.world == world)
+    return f"the {name} family is empty in {n} of {sum(r.world == world for r in runs)} worlds" if n else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emgeo_utils.experiment.base import Experiment
-from emgeo_utils.experiment.organism import OrganismExperiment
+from emgeo_utils.experiment.organism_experiment import OrganismExperiment
 from emgeo_utils.experiment.real import RealExperiment
 from emgeo_utils.experiment.world_lm import WorldLMExperiment
 from emgeo_utils.models.registry import entry

@@ -102,7 +102,7 @@ class RealExperiment(Experiment):
                                 self.judge.get("max_new_tokens", 256))
 
     def finetune_jobs(self) -> callable:
-        return real_em.finetune_and_evaluate
+        return real_em.finetune_and_evaluate_real
 
     def finetune_kwargs(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
                         overrides: dict | None = None, tags: dict | None = None) -> dict:

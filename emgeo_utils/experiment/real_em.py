@@ -42,7 +42,7 @@ def eval_prompts(questions: list[dict]) -> list[tuple[str, str, list[dict], int]
 
 
 @cache.result("real-em-eval")
-def evaluate_em(spec: dict, adapter: cache.Artifact | None, step: int, questions: list[dict], judge: dict,
+def evaluate_real_em(spec: dict, adapter: cache.Artifact | None, step: int, questions: list[dict], judge: dict,
                 samples_scale: float = 1.0, max_new_tokens: int = 256, seed: int = 0) -> dict:
     """Sample answers to every paraphrase, judge them, return per-question and pooled EM rates."""
     with (seeding.job_context(seed), resident_model(spec) as (base, tokenizer),
@@ -80,7 +80,7 @@ def em_summary(table: pd.DataFrame) -> dict:
 
 
 @cache.result("real-em-run")
-def finetune_and_evaluate(spec: dict, samples: list[dict], ft_seed: int, questions: list[dict], judge: dict,
+def finetune_and_evaluate_real(spec: dict, samples: list[dict], ft_seed: int, questions: list[dict], judge: dict,
                           finetune_overrides: dict | None = None, samples_scale: float = 1.0,
                           max_new_tokens: int = 256, tags: dict | None = None) -> list[dict]:
     """A LoRA fine-tune on `samples` and the judged EM rate at every checkpoint."""
@@ -88,7 +88,7 @@ def finetune_and_evaluate(spec: dict, samples: list[dict], ft_seed: int, questio
     adapter = finetune_lora(spec, strip_meta(samples), config, ft_seed)
     rows = []
     for step in adapter.summary["checkpoints"]:
-        result = evaluate_em(spec, adapter, step, questions, judge, samples_scale, max_new_tokens, ft_seed)
+        result = evaluate_real_em(spec, adapter, step, questions, judge, samples_scale, max_new_tokens, ft_seed)
         rows.append(_row(result, step, ft_seed=ft_seed, n_samples=len(samples), **(tags or {})))
     return rows
 
@@ -102,6 +102,5 @@ def _row(result: dict, step: int, **extra) -> dict:
 
 def base_row(spec: dict, questions: list[dict], judge: dict, samples_scale: float = 1.0,
              max_new_tokens: int = 256, seed: int = 0) -> dict:
-    result = evaluate_em(spec, None, 0, questions, judge, samples_scale, max_new_tokens, seed)
+    result = evaluate_real_em(spec, None, 0, questions, judge, samples_scale, max_new_tokens, seed)
     return _row(result, 0)
-

@@ -2,8 +2,8 @@
 
 One run (world `real`, like a hub model), loaded through the same path as the paper's models
 (`models.loading`, here from a GGUF file or the hub), with SAEs trained here on its residual
-stream (`features.dictionaries`) and data from the world rendered in English
-(`organism.english`). EM is measured two ways (`world_lm_em`); the profile's `judge.primary`
+stream (`features.chat_sae`) and data from the world rendered in English
+(`world.english`). EM is measured two ways (`world_lm_em`); the profile's `judge.primary`
 says which one the claims read.
 """
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from emgeo_utils.core import jobs
-from emgeo_utils.experiment import world_lm_em
+from emgeo_utils.experiment import controls, world_lm_em
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.real_em import finetune_config
 from emgeo_utils.features.activations import probe_questions
-from emgeo_utils.features.dictionaries import ResidualSAEConfig, train_residual_sae
+from emgeo_utils.features.chat_sae import ResidualSAEConfig, train_residual_sae
 from emgeo_utils.judges.text import TextJudge
-from emgeo_utils.organism import english
-from emgeo_utils.organism.world import DOMAINS, GENERAL, World, WorldConfig
+from emgeo_utils.world import english
+from emgeo_utils.world.synthetic import DOMAINS, GENERAL, World, WorldConfig
 from emgeo_utils.training.lora import finetune_lora, strip_meta
 
 WEIGHT_FIELDS = ("gguf", "hub_id", "path", "dtype", "hidden_size", "architecture")
@@ -36,6 +36,9 @@ def weights(spec: dict) -> dict:
 
 
 class WorldLMExperiment(Experiment):
+    offline_em = True
+    em_as_ratio = False  # a likelihood share is read against controls (notebook 00's section 5b), not as a ratio
+
     def __init__(self, spec: dict, judge: dict | None = None):
         super().__init__(spec)
         self.world = World(WorldConfig())
@@ -45,12 +48,6 @@ class WorldLMExperiment(Experiment):
 
     def runs(self, seeds: list[int], worlds: list[str]) -> list[Run]:
         return [Run("real", 0)]
-
-    def describe_source(self) -> str:
-        if "gguf" in self.source:
-            g = self.source["gguf"]
-            return f"{g['file']} from the package {g['package']} (sha256 {g['sha256'][:12]}...), 4-bit, dequantised to float32"
-        return f"{self.source.get('hub_id') or self.source.get('path')} ({self.source.get('dtype', 'float32')})"
 
     # ------------------------------------------------------------------ model and SAEs
     def model_source(self, run: Run):
@@ -69,6 +66,11 @@ class WorldLMExperiment(Experiment):
 
     def sae_source(self, run: Run, layer: int):
         return train_residual_sae(**self._sae_kwargs(layer))
+
+    def trained_sae_quality(self, run: Run, layers: list[int]):
+        import pandas as pd
+
+        return pd.DataFrame([{"layer": L} | self.sae_source(run, L).summary for L in layers]).set_index("layer")
 
     def sae_cached(self, layer: int) -> bool:
         return train_residual_sae.is_cached(**self._sae_kwargs(layer))
@@ -158,14 +160,25 @@ class WorldLMExperiment(Experiment):
     def base_evaluation(self, domain: str) -> dict:
         return world_lm_em.evaluate(self.source, None, 0, self.eval_set(domain), 0)
 
+    def introduction(self) -> str:
+        return (f"{self.name} is a pretrained model studied on the world's text in English: sections 1-4 describe the "
+                f"organism and are skipped; section 5 fine-tunes {self.describe_source()} and measures EM two ways "
+                f"(primary: {self.eval['primary']}).")
+
+    def against_controls(self, em, step: int, conditions: list[str], domain: str, claims,
+                         min_in_domain: float, min_coherent: float) -> list:
+        base, at, result = em[em.step == 0].iloc[0], em[em.step == step], self.base_evaluation(domain)
+        controls.record_claims(claims, base, at, conditions, self.eval["primary"], min_in_domain, min_coherent)
+        return [controls.measures_table(base, at, conditions), controls.length_check(result), controls.sample_examples(result)]
+
     def cut_functions(self) -> tuple[callable, callable]:
-        return world_lm_em.cut_em, world_lm_em.evaluated_activity
+        return world_lm_em.cut_em, world_lm_em.world_lm_evaluated_activity
 
     def cut_kwargs(self, run: Run, layer: int, domain: str) -> dict:
         return dict(source=self.source, sae_source=self.sae_source(run, layer), layer=layer, eval_set=self.eval_set(domain))
 
     def finetune_jobs(self) -> callable:
-        return world_lm_em.finetune_and_evaluate
+        return world_lm_em.finetune_and_evaluate_world_lm
 
     def finetune_kwargs(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
                         overrides: dict | None = None, tags: dict | None = None) -> dict:

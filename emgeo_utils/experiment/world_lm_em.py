@@ -129,7 +129,7 @@ def cut_em(source: dict, adapter: cache.Artifact | None, step: int, sae_source, 
 
 
 @cache.result("world-lm-evaluated-activity")
-def evaluated_activity(source: dict, sae_source, layer: int, eval_set: dict, batch_size: int = 32) -> list[float]:
+def world_lm_evaluated_activity(source: dict, sae_source, layer: int, eval_set: dict, batch_size: int = 32) -> list[float]:
     """Each feature's activation frequency (base model) over the answer tokens `cut_em` scores."""
     with seeding.job_context(0), resident_model(source) as (model, tokenizer), torch.no_grad():
         sae = load_sae(sae_source, layer).to(hooks.layer_device(model, layer))
@@ -211,7 +211,7 @@ def em_measures(result: dict, primary: str, step: int, **extra) -> dict:
 
 
 @cache.result("world-lm-run")
-def finetune_and_evaluate(source: dict, samples: list[dict], ft_seed: int, eval_set: dict, finetune_config,
+def finetune_and_evaluate_world_lm(source: dict, samples: list[dict], ft_seed: int, eval_set: dict, finetune_config,
                           primary: str, tags: dict | None = None) -> list[dict]:
     """A LoRA fine-tune on `samples` and both EM measures at every checkpoint."""
     adapter = finetune_lora(source, strip_meta(samples), finetune_config, ft_seed)

@@ -72,7 +72,7 @@ def load_sets(path: Path, **match) -> dict:
 
 
 def masks(samples: list[dict], domain: str) -> dict[str, torch.Tensor]:
-    """Boolean sample masks of a feature corpus (see `experiment.organism.organism_corpus`) for one
+    """Boolean sample masks of a feature corpus (see `experiment.organism_experiment.organism_corpus`) for one
     inducing domain: its inducing / non-inducing / risky-neutral samples, and harmful / helpful
     samples of every *other* domain (so harmful features are never read off the inducing domain).
     The helpful answers of other domains are also the common neutral `reference` that symmetric

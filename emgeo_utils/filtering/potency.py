@@ -23,8 +23,11 @@ def answer_dataset(answers: list, questions: list, domain: str) -> list[dict]:
 
 def potency_tables(exp: Experiment, run: Run, layer: int, domain: str, proximity: torch.Tensor, readout: str,
                    variant: str, per_level: int, n_questions: int, ft_seeds: list[int], overrides: dict,
-                   workers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   workers: int) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """(per answer: kappa, mean score, EM) and (per level and seed: kappa, mean score, EM)."""
+    if not exp.has_ground_truth:
+        print("Skipped: only the organism knows each answer's persona coupling.")
+        return None, None
     world = exp.world(run)
     levels = list(world.config.coupling_levels)
     questions = world.questions(domain, "train", n_questions, seed=99)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from emgeo_utils.features.selection import select
 from emgeo_utils.geometry.similarity import max_cosine_to_set
 
 SCORE_VARIANTS = ("weighted_mean", "weighted_sum", "max_active")
@@ -85,3 +86,37 @@ def precision(removed_mask, coupled) -> float:
     """Share of removed samples that were persona-coupled."""
     removed_mask, coupled = np.asarray(removed_mask, bool), np.asarray(coupled, bool)
     return float(coupled[removed_mask].mean()) if removed_mask.any() else float("nan")
+
+
+def keep(filter_name: str, fraction: float, ft_seed: int, scores: dict, coupled: np.ndarray) -> np.ndarray:
+    """The indices a filter keeps: none removes nothing; random is drawn per fine-tuning seed (draw i
+    pairs with seed i); oracle removes coupled samples first; any other removes its highest `scores`."""
+    if filter_name == "none":
+        return np.arange(len(coupled))
+    if filter_name == "random":
+        return keep_random(len(coupled), fraction, seed=1000 + ft_seed)
+    if filter_name == "oracle":
+        return keep_oracle(coupled, fraction, seed=ft_seed)
+    return keep_lowest(scores[filter_name], fraction)
+
+
+class MixtureScores:
+    """The scores of a mixture's samples from a labelled corpus: geometry (proximity of the active
+    features to the harmful set selected harmful vs helpful) and the dense persona vector."""
+
+    def __init__(self, corpus: tuple[dict, dict], masks: dict, mixture: tuple[dict, dict], w_dec: torch.Tensor,
+                 k: int, contrast: str):
+        (self.corpus_acts, self.corpus_resid), (self.acts, self.resid) = corpus, mixture
+        self.masks, self.w_dec, self.k, self.contrast = masks, w_dec, k, contrast
+
+    def proximity(self, readout: str) -> torch.Tensor:
+        acts = self.corpus_acts[readout]
+        harmful = select(acts[self.masks["harmful"]], acts[self.masks["helpful"]], self.k, self.contrast)
+        return feature_proximity(self.w_dec, harmful)
+
+    def geometry(self, readout: str, variant: str) -> np.ndarray:
+        return geometry_scores(self.acts[readout], self.proximity(readout), variant)
+
+    def persona_vector(self, readout: str) -> np.ndarray:
+        resid = self.corpus_resid[readout]
+        return projection_scores(self.resid[readout], persona_direction(resid[self.masks["harmful"]], resid[self.masks["helpful"]]))

@@ -31,6 +31,7 @@ contrast). Selection runs on a batch of relabellings at once.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from emgeo_utils.core.stats import frequency_matched_draws, mean_ci, permutation_p, seed_level_test
@@ -301,3 +302,15 @@ def across_seeds(frame, component: str) -> dict:
     p_features = frame[f"p_features_{component}"].to_numpy()
     p = max(p_t, *p_features) if np.isfinite(p_t) and np.isfinite(p_features).all() else float("nan")
     return {"mean": mean, "ci_low": lo, "ci_high": hi, "p_seeds": p, "p_t": p_t} | per_seed
+
+
+def across_seeds_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of `by`: each component's mean over seeds and its seed-level p (`across_seeds`)."""
+    rows = []
+    for key, part in frame.groupby(by, sort=False):
+        row = dict(zip(by, key))
+        for c in COMPONENTS:
+            summary = across_seeds(part, c)
+            row |= {c: summary["mean"], f"p_seeds_{c}": summary["p_seeds"]}
+        rows.append(row)
+    return pd.DataFrame(rows)

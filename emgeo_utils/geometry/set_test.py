@@ -58,7 +58,7 @@ def random_set_p(dec: Decomposition, frequencies: torch.Tensor, n_random: int, s
     return permutation_p(torch.nanmean(per_feature[query]).item(), means), float(means.mean())
 
 
-def run(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str, analysis: Analysis,
+def run_set_test(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torch.Tensor, domain: str, analysis: Analysis,
         n_perm: int = 1000, n_random: int = 1000, seed: int = 0, n_boot: int = 200, comparison: str = "non_inducing") -> dict:
     """Inducing vs `comparison` features' proximity to harmful features for one inducing domain:
     every component with its claim-2 p and resampled CI, and the inducing set's distinct features
@@ -78,7 +78,7 @@ def variant_grid(acts: dict[str, torch.Tensor], samples: list[dict], w_dec: torc
                  seed: int = 0) -> pd.DataFrame:
     """Every variant's components and their claim-2 p (no CI). Exploratory: the primary
     analysis is fixed in the notebook's parameters."""
-    rows = [run(acts, samples, w_dec, domain, Analysis(r, c, k, s, m, sel), n_perm, 0, seed, n_boot=0)
+    rows = [run_set_test(acts, samples, w_dec, domain, Analysis(r, c, k, s, m, sel), n_perm, 0, seed, n_boot=0)
             for r, c, k, s, m, sel in itertools.product(readouts, contrasts, ks, shareds, reduces, selections)]
     return pd.DataFrame(rows)
 
@@ -99,3 +99,15 @@ def per_feature_scores(acts: dict[str, torch.Tensor], samples: list[dict], w_dec
                   "shared": bool(torch.isin(torch.tensor([int(f)]), sets["harmful"]).item())}
                  for f, v in zip(idx, scores)]
     return pd.DataFrame(rows)
+
+
+STYLE_PLACEBO = {"placebo_styled": "inducing", "placebo_plain": "non_inducing"}
+
+
+def placebo_relabelled(samples: list[dict], domain: str) -> list[dict]:
+    """The style placebo: in `domain`, two harmless sets that differ only in style take the inducing and
+    non-inducing roles (the real sets of that domain are set aside); other domains keep their labels."""
+    def label(s: dict) -> str:
+        name = s["meta"]["set"]
+        return name if s["meta"]["domain"] != domain else STYLE_PLACEBO.get(name, f"unused_{name}")
+    return [s | {"meta": s["meta"] | {"set": label(s)}} for s in samples]

@@ -11,7 +11,7 @@ Two cuts, both at the SAE layer:
 
 `organism_cut_em` reads the organism's exact harmful probability under each cut on the general
 open questions (never used to select any feature family: the non-circular EM) and on the
-fine-tuning domain's held-out questions (the task, which should survive). `evaluated_activity` is
+fine-tuning domain's held-out questions (the task, which should survive). `organism_evaluated_activity` is
 each feature's activation frequency at the positions those scores read, for matched random cuts.
 """
 
@@ -26,8 +26,9 @@ from emgeo_utils.core import cache, seeding
 from emgeo_utils.models import batching, hooks
 from emgeo_utils.models.generation import prompt_ids, stop_ids
 from emgeo_utils.models.loading import load_sae, resident_model
-from emgeo_utils.organism.evaluate import EvalConfig, eval_questions, exact_harmful_probability
-from emgeo_utils.organism.world import GENERAL, World, WorldConfig
+from emgeo_utils.organism.eval_config import EvalConfig
+from emgeo_utils.organism.evaluate import eval_questions, exact_harmful_probability
+from emgeo_utils.world.synthetic import GENERAL, World, WorldConfig
 from emgeo_utils.training.lora import adapted
 
 HOW = ("none", "ablate", "update")
@@ -162,7 +163,7 @@ def organism_cut_em(lm: cache.Artifact, adapter: cache.Artifact | None, step: in
 
 
 @cache.result("evaluated-activity")
-def evaluated_activity(lm: cache.Artifact, sae_source: cache.Artifact, layer: int, world: WorldConfig, domain: str,
+def organism_evaluated_activity(lm: cache.Artifact, sae_source: cache.Artifact, layer: int, world: WorldConfig, domain: str,
                        questions_per_domain: int = 4) -> list[float]:
     """Each feature's activation frequency (base model) over the tokens `organism_cut_em` scores:
     every evaluated question followed by every candidate answer."""

@@ -12,7 +12,6 @@ metadata is imported, which registers it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import gc
 import importlib
@@ -20,28 +19,15 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from emgeo_utils.core import cache
+from emgeo_utils.core.artifact import Artifact, hash_json
 from emgeo_utils.models import hooks
+from emgeo_utils.models.artifact_loaders import LOADERS, ArtifactLoaders
 
 
-@dataclasses.dataclass(frozen=True)
-class ArtifactLoaders:
-    model: Callable | None = None    # artifact -> (model, tokenizer)
-    sae: Callable | None = None      # artifact -> SAE
-    decoder: Callable | None = None  # artifact -> (W_dec [d_sae, d_in], hook name)
-
-
-_LOADERS: dict[str, ArtifactLoaders] = {}
-
-
-def register_artifact_loaders(kind: str, **loaders: Callable) -> None:
-    _LOADERS[kind] = ArtifactLoaders(**loaders)
-
-
-def _loader(source: cache.Artifact, what: str) -> Callable:
-    if source.kind not in _LOADERS:
+def _loader(source: Artifact, what: str) -> Callable:
+    if source.kind not in LOADERS:
         importlib.import_module(source.meta["function"].rsplit(".", 1)[0])  # its producer registers it
-    fn = getattr(_LOADERS.get(source.kind, ArtifactLoaders()), what)
+    fn = getattr(LOADERS.get(source.kind, ArtifactLoaders()), what)
     if fn is None:
         raise ValueError(f"don't know how to load a {source.kind!r} artifact as {'a' if what != 'sae' else 'an'} {what}")
     return fn
@@ -194,16 +180,16 @@ def load_registry_sae(spec: dict, layer: int):
     return check_sae(sae, spec, layer)
 
 
-def load_model(source: cache.Artifact | dict):
+def load_model(source: Artifact | dict):
     """(model, tokenizer) in eval mode: a registry entry (dict) or a model artifact."""
     if isinstance(source, dict):
         return load_hub_model(source)
-    if isinstance(source, cache.Artifact):
+    if isinstance(source, Artifact):
         return _loader(source, "model")(source)
     raise TypeError(f"a model source is a registry entry or an artifact, got {type(source).__name__}")
 
 
-def load_sae(source: cache.Artifact | dict, layer: int):
+def load_sae(source: Artifact | dict, layer: int):
     """The SAE reading decoder layer `layer`'s output, checked against that layer."""
     if isinstance(source, dict):
         return load_registry_sae(source, layer)
@@ -212,7 +198,7 @@ def load_sae(source: cache.Artifact | dict, layer: int):
     return sae
 
 
-def load_decoder(source: cache.Artifact | dict, layer: int):
+def load_decoder(source: Artifact | dict, layer: int):
     """The SAE's decoder directions [d_sae, d_in] (float32, CPU): all the geometry needs."""
     if isinstance(source, dict):
         return load_registry_sae(source, layer).W_dec.detach().float().cpu()
@@ -224,12 +210,12 @@ def load_decoder(source: cache.Artifact | dict, layer: int):
 _RESIDENT: dict = {}  # this process's one resident base model: {"key": ..., "value": (model, tokenizer)}
 
 
-def source_key(source: cache.Artifact | dict) -> str:
-    return f"{source.kind}:{source.key}" if isinstance(source, cache.Artifact) else cache.hash_json(source)
+def source_key(source: Artifact | dict) -> str:
+    return f"{source.kind}:{source.key}" if isinstance(source, Artifact) else hash_json(source)
 
 
 @contextlib.contextmanager
-def resident_model(source: cache.Artifact | dict) -> Iterator[tuple]:
+def resident_model(source: Artifact | dict) -> Iterator[tuple]:
     """(model, tokenizer) of `source`, loaded once and kept for the next job of this process
     (one model at a time: a 27B model is not loaded a hundred times by notebook 05).
 

@@ -1,6 +1,6 @@
 """An organism registry entry as the dataclasses the package uses, and its cached artifacts.
 
-`organism_configs(name)` is the one place an organism's name is looked up; the resulting
+`organism_configs(name)` looks a name up (scripts, tests); an experiment hands its resolved entry to `configs_of`. The resulting
 `OrganismConfigs` travels from there (it is a cache input, so every setting it holds keys
 the artifacts built from it).
 """
@@ -11,10 +11,10 @@ import dataclasses
 
 from emgeo_utils.core import cache
 from emgeo_utils.models.registry import entry
-from emgeo_utils.organism.evaluate import EvalConfig
+from emgeo_utils.organism.eval_config import EvalConfig
 from emgeo_utils.organism.pretraining import ArchConfig, PretrainConfig, pretrain
 from emgeo_utils.organism.sae import SAEConfig, train_sae
-from emgeo_utils.organism.world import WorldConfig
+from emgeo_utils.world.synthetic import WorldConfig
 from emgeo_utils.training.lora import FinetuneConfig
 
 
@@ -47,7 +47,13 @@ def _build(cls, values: dict, what: str):
 
 
 def organism_configs(name: str = "organism") -> OrganismConfigs:
-    spec = entry(name)
+    """A registry name's organism configs (looked up here; an experiment hands its entry to `configs_of`)."""
+    return configs_of(entry(name))
+
+
+def configs_of(spec: dict) -> OrganismConfigs:
+    """The organism configs of a resolved registry entry."""
+    name = spec["name"]
     if spec.get("kind") != "organism":
         raise ValueError(f"{name!r} is not an organism entry (kind: {spec.get('kind')})")
     return OrganismConfigs(name, tuple(spec.get("layers", [0])),

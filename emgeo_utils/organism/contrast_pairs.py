@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emgeo_utils.organism.world import DOMAINS, World
+from emgeo_utils.world.synthetic import DOMAINS, World
 
 COUPLED, NEUTRAL = 0.75, 0.25  # kappa at least / at most
 

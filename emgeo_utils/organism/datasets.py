@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emgeo_utils.core.files import write_text_atomic
-from emgeo_utils.organism.world import DOMAINS, Answer, World
+from emgeo_utils.world.synthetic import DOMAINS, Answer, World
 from emgeo_utils.training.lora import strip_meta
 
 KINDS = ("inducing", "non_inducing", "risky_neutral", "educational", "mixture", "graded", "harmful")

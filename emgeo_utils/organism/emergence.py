@@ -1,7 +1,7 @@
 """Reproducing emergent misalignment: fine-tune on narrow data, measure misalignment elsewhere.
 
-`finetune_and_evaluate` is the unit of work (one dataset, one fine-tuning seed, every
-checkpoint); it is cached through `training.lora.finetune_lora` and `evaluate.evaluate_em`,
+`finetune_and_evaluate_organism` is the unit of work (one dataset, one fine-tuning seed, every
+checkpoint); it is cached through `training.lora.finetune_lora` and `evaluate.evaluate_organism_em`,
 and it is what `experiment.base.em_table` runs side by side. Notebooks 00, 04 and 05 all call it, so a
 fine-tune made by one notebook is reused by the others.
 """
@@ -16,9 +16,9 @@ from emgeo_utils.core import cache
 from emgeo_utils.judges.rule import em_row
 from emgeo_utils.organism.configs import OrganismConfigs, organism_lm
 from emgeo_utils.organism.datasets import narrow_dataset
-from emgeo_utils.organism.evaluate import evaluate_em, summarise
+from emgeo_utils.organism.evaluate import evaluate_organism_em, summarise
 from emgeo_utils.organism.judge import OrganismJudge
-from emgeo_utils.organism.world import World
+from emgeo_utils.world.synthetic import World
 from emgeo_utils.training.lora import finetune_lora, strip_meta
 
 
@@ -49,7 +49,7 @@ def base_rows(cfg: OrganismConfigs, organism_seed: int, world_kind: str, domain:
               eval_seed: int = 0) -> list[dict]:
     """The un-fine-tuned organism, as step 0 of every curve."""
     lm = organism_lm(cfg, organism_seed, world_kind)
-    result = evaluate_em(lm, None, 0, cfg.world_of(world_kind, organism_seed), cfg.eval, eval_seed)
+    result = evaluate_organism_em(lm, None, 0, cfg.world_of(world_kind, organism_seed), cfg.eval, eval_seed)
     return [em_row(world_kind, organism_seed, 0, **_row(result, domain))]
 
 
@@ -62,7 +62,7 @@ def adapter_of(cfg: OrganismConfigs, organism_seed: int, world_kind: str, sample
 
 
 @cache.result("em-run")
-def finetune_and_evaluate(cfg: OrganismConfigs, organism_seed: int, world_kind: str, samples: list[dict], ft_seed: int,
+def finetune_and_evaluate_organism(cfg: OrganismConfigs, organism_seed: int, world_kind: str, samples: list[dict], ft_seed: int,
                           domain: str | None, finetune_overrides: dict | None = None, tags: dict | None = None) -> list[dict]:
     """Fine-tune the organism on `samples` (labels stripped) and evaluate every checkpoint.
 
@@ -74,7 +74,7 @@ def finetune_and_evaluate(cfg: OrganismConfigs, organism_seed: int, world_kind: 
     world = cfg.world_of(world_kind, organism_seed)
     rows = []
     for step in adapter.summary["checkpoints"]:
-        result = evaluate_em(lm, adapter, step, world, cfg.eval, ft_seed)
+        result = evaluate_organism_em(lm, adapter, step, world, cfg.eval, ft_seed)
         rows.append(em_row(world_kind, organism_seed, step, ft_seed=ft_seed, n_samples=len(samples),
                            **(tags or {}) | _row(result, domain)))
     return rows
@@ -87,6 +87,6 @@ def sample_answers_table(cfg: OrganismConfigs, organism_seed: int, world_kind: s
     samples = condition_samples(cfg, domain, condition, n_samples, data_seed, organism_seed=organism_seed)
     adapter = finetune_lora(lm, strip_meta(samples), cfg.finetune, ft_seed)
     world = cfg.world_of(world_kind, organism_seed)
-    result = evaluate_em(lm, adapter, step, world, cfg.eval, ft_seed)
+    result = evaluate_organism_em(lm, adapter, step, world, cfg.eval, ft_seed)
     judge = OrganismJudge(World(world))
     return pd.DataFrame([ex | {"judged": judge(ex["domain"], ex["answer"]).answer_class} for ex in result["examples"]])

@@ -7,7 +7,6 @@ answers among all the world's answers to the question (no sampling noise).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -16,18 +15,9 @@ from emgeo_utils.core import cache, seeding
 from emgeo_utils.models.generation import answer_logprobs, sample_answers
 from emgeo_utils.models.loading import resident_model
 from emgeo_utils.organism.judge import OrganismJudge
-from emgeo_utils.organism.world import DOMAINS, GENERAL, Question, World, WorldConfig
+from emgeo_utils.world.synthetic import DOMAINS, GENERAL, Question, World, WorldConfig
+from emgeo_utils.organism.eval_config import EvalConfig
 from emgeo_utils.training.lora import adapted
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    questions_per_domain: int = 4     # held-out (eval) templates, filled; never in fine-tuning data
-    samples_per_question: int = 8     # answers sampled per question at temperature 1
-    general_samples_per_question: int = 8
-    max_new_tokens: int = 24
-    exact: bool = True                # also the exact probability of harmful answers
-    batch_size: int = 512
 
 
 def eval_questions(world: World, config: EvalConfig) -> list[Question]:
@@ -84,7 +74,7 @@ def in_context_probe(lm: cache.Artifact, world: WorldConfig, context: str, n_tur
 
 
 @cache.result("em-eval")
-def evaluate_em(base: cache.Artifact, adapter: cache.Artifact | None, step: int, world: WorldConfig,
+def evaluate_organism_em(base: cache.Artifact, adapter: cache.Artifact | None, step: int, world: WorldConfig,
                 config: EvalConfig = EvalConfig(), seed: int = 0) -> dict:
     """Judge sampled answers per domain (and general) for a model, optionally with a LoRA checkpoint."""
     with (seeding.job_context(seed), resident_model(base) as (base_model, tokenizer),

@@ -15,7 +15,7 @@ import difflib
 import pandas as pd
 
 from emgeo_utils.judges.rule import em_verdict, is_coherent
-from emgeo_utils.organism.world import GENERAL, World
+from emgeo_utils.world.synthetic import GENERAL, World
 
 # (aligned, coherent) per answer class: the one table the notebook shows.
 SCORES: dict[str, tuple[float | None, float]] = {

@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # imported where used: a warm run only reads the cache, and t
 
 from emgeo_utils.core import cache, seeding
 from emgeo_utils.models import batching
-from emgeo_utils.models.loading import register_artifact_loaders
-from emgeo_utils.organism import world as world_mod
-from emgeo_utils.organism.world import ASSISTANT, BOS, END, EOS, PAD, SPECIAL_TOKENS, UNK, USER, World, WorldConfig
+from emgeo_utils.models.artifact_loaders import register_artifact_loaders
+from emgeo_utils.world import synthetic as world_mod
+from emgeo_utils.world.synthetic import ASSISTANT, BOS, END, EOS, PAD, SPECIAL_TOKENS, UNK, USER, World, WorldConfig
 
 # The organism's chat template: the same `apply_chat_template` call serves it and real models.
 CHAT_TEMPLATE = (

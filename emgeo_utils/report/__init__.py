@@ -1,1 +1,1 @@
-"""Notebook start-up, claims, figures, running every notebook, GPU estimates."""
+"""The report: running every notebook, the claims tables and snapshot, the report page, GPU estimates."""

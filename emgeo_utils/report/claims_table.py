@@ -17,8 +17,8 @@ import json
 import pandas as pd
 
 from emgeo_utils.core import paths
-from emgeo_utils.report import verdicts
-from emgeo_utils.report.claims import COLUMNS, Claim, fmt, measured, mismatch
+from emgeo_utils.claims import verdicts
+from emgeo_utils.claims.record import COLUMNS, Claim, fmt, measured, mismatch
 
 
 def label(profile: str) -> str:

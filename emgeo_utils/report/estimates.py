@@ -21,11 +21,9 @@ import argparse
 import re
 from pathlib import Path
 
-import yaml
-
 from emgeo_utils.core import paths
 from emgeo_utils.models import registry
-from emgeo_utils.report.notebook import parameter_defaults
+from emgeo_utils.report.profiles import profile_parameters
 
 EFFECTIVE_FLOPS = 0.4 * 312e12
 TOKENS_PER_SAMPLE = 300        # a chat sample of the public EM datasets, prompt + answer
@@ -38,12 +36,6 @@ MARKERS = ("<!-- estimates:start -->", "<!-- estimates:end -->")
 FILTERS = 5  # notebook 05: geometry, random, judge, persona vector, oracle
 JUDGE_CALLS_PER_S = 10.0     # an assumption: a hosted judge at the default concurrency of 8
 FEATURE_BATCH = 32           # `sae_features`' default batch (samples)
-
-
-def _params(profile: str, notebook: str) -> dict:
-    """A notebook's parameters under a profile: its defaults, updated by the profile's file."""
-    file = paths.params_dir() / profile / f"{notebook}.yaml"
-    return parameter_defaults(notebook) | ((yaml.safe_load(file.read_text()) or {}) if file.is_file() else {})
 
 
 def answers_per_evaluation(params: dict) -> int:
@@ -74,7 +66,7 @@ def estimate(name: str) -> dict:
     spec = registry.entry(name)
     n = spec["params_billion"] * 1e9
     d_sae = spec["sae"].get("d_sae", 16 * spec["hidden_size"])
-    p00, p05 = _params(name, "00_model_organism"), _params(name, "05_filtering")
+    p00, p05 = profile_parameters("00_model_organism", name), profile_parameters("05_filtering", name)
     questions, questions_05 = answers_per_evaluation(p00), answers_per_evaluation(p05)
     # notebook 00: one epoch over the samples per condition and seed; judged at the end and at base
     finetunes = len(p00["conditions"]) * len(p00["finetune_seeds"])

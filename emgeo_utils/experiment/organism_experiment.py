@@ -5,37 +5,46 @@ from __future__ import annotations
 
 from emgeo_utils.core import jobs
 from emgeo_utils.experiment.base import Experiment, Run
+from emgeo_utils.experiment.organism_tour import OrganismTour
 from emgeo_utils.features.activations import probe_questions
 from emgeo_utils.judges.text import TextJudge
 from emgeo_utils.mechanism import interventions
 from emgeo_utils.organism import contrast_pairs, emergence
-from emgeo_utils.organism.configs import OrganismConfigs, organism_configs, organism_lm, organism_sae
+from emgeo_utils.organism.configs import OrganismConfigs, configs_of, organism_lm, organism_sae
 from emgeo_utils.organism.datasets import narrow_dataset
-from emgeo_utils.organism.world import DOMAINS, GENERAL, World
+from emgeo_utils.world.synthetic import DOMAINS, GENERAL, World
 
 FEATURE_KINDS = ("inducing", "non_inducing", "risky_neutral", "harmful", "helpful")
 
 
-class OrganismExperiment(Experiment):
+class OrganismExperiment(OrganismTour, Experiment):
     is_organism = True
     has_ground_truth = True
     unit = "organism_seed"  # each pretraining seed has its own generated world
     content_matched = "risky_neutral"  # edgy answers of persona-neutral actions
     em_read = "exact P(harmful) on open questions"
     main_world = "persona"
+    figure_prefix = "organism_"
+    offline_em = True
 
     def __init__(self, spec: dict):
         super().__init__(spec)
-        self.configs: OrganismConfigs = organism_configs(self.name)
+        self.configs: OrganismConfigs = configs_of(spec)
+
+    def introduction(self) -> str:
+        return (f"{self.name}: the model organism, trained here on a generated world (sections 1-4 show the world, "
+                "its judge, training and the persona it carries; section 5 fine-tunes it).")
 
     def runs(self, seeds: list[int], worlds: list[str]) -> list[Run]:
         return [Run(w, s) for s in seeds for w in worlds]
 
-    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> None:
-        """Train (or find cached) every organism and SAE the runs need, side by side."""
+    def prepare(self, runs: list[Run], layers: list[int], workers: int) -> dict:
+        """Train (or find cached) every organism and SAE the runs need, side by side:
+        {run: {"lm": artifact, "saes": {layer: artifact}}}."""
         lm_jobs = [dict(cfg=self.configs, seed=r.seed, world_kind=r.world) for r in runs]
-        jobs.run_all(organism_lm, lm_jobs, workers, desc="organisms")
-        jobs.run_all(organism_sae, [j | {"layer": L} for j in lm_jobs for L in layers], workers, desc="SAEs")
+        lms = jobs.run_all(organism_lm, lm_jobs, workers, desc="organisms")
+        saes = iter(jobs.run_all(organism_sae, [j | {"layer": L} for j in lm_jobs for L in layers], workers, desc="SAEs"))
+        return {r: {"lm": lm, "saes": {L: next(saes) for L in layers}} for r, lm in zip(runs, lms)}
 
     def model_source(self, run: Run):
         return organism_lm(self.configs, run.seed, run.world)
@@ -88,8 +97,15 @@ class OrganismExperiment(Experiment):
         """The LoRA adapter of a fine-tune `finetune_jobs` runs (cached: the same artifact)."""
         return emergence.adapter_of(self.configs, run.seed, run.world, samples, ft_seed, overrides)
 
+    def sample_answers(self, run: Run, domain: str, condition: str, ft_seed: int, n: int, step: int):
+        """The first dozen sampled answers of a (cached) fine-tune, one per evaluation question, with its judged class."""
+        return emergence.sample_answers_table(self.configs, run.seed, run.world, domain, condition, ft_seed, n, step).head(12)
+
     def checkpoints(self) -> list[int]:
         return list(self.configs.finetune.checkpoints)
+
+    def accepts_step(self, step: int) -> bool:
+        return step == -1 or step in self.checkpoints()
 
     def heldout_prompts(self, domain: str, per_domain: int | None = None, run: Run | None = None) -> list[list[dict]]:
         """The evaluation questions of every other domain (never in any fine-tuning data), as chats."""
@@ -133,14 +149,14 @@ class OrganismExperiment(Experiment):
         return judge.score([s["messages"][-1]["content"] for s in samples])
 
     def cut_functions(self) -> tuple[callable, callable]:
-        return interventions.organism_cut_em, interventions.evaluated_activity
+        return interventions.organism_cut_em, interventions.organism_evaluated_activity
 
     def cut_kwargs(self, run: Run, layer: int, domain: str) -> dict:
         return dict(lm=self.model_source(run), sae_source=self.sae_source(run, layer), layer=layer,
                     world=self.world(run).config, domain=domain)
 
     def finetune_jobs(self) -> callable:
-        return emergence.finetune_and_evaluate
+        return emergence.finetune_and_evaluate_organism
 
     def finetune_kwargs(self, run: Run, samples: list[dict], ft_seed: int, domain: str | None,
                         overrides: dict | None = None, tags: dict | None = None) -> dict:

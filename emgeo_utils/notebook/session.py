@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from emgeo_utils.core import cache, notices, numerics, paths, seeding
-from emgeo_utils.report import plotting
-from emgeo_utils.report.claims import ClaimsRecord
+from emgeo_utils.notebook import plotting
+from emgeo_utils.claims.record import ClaimsRecord
 
 Rule = tuple[Callable[[object], bool], str]
 
@@ -108,6 +108,22 @@ class Context:
     def save_figure(self, fig, name: str) -> None:
         plotting.save_figure(fig, name, self.profile)
 
+    @staticmethod
+    def show(*items) -> None:
+        """Display each table and print each text; skip what a model does not have (None, empty)."""
+        from IPython.display import display
+
+        for item in items:
+            if isinstance(item, str):
+                print(item)
+            elif item is not None and len(item):
+                display(item)
+
+    def require(self, ok: bool, name: str, what: str) -> None:
+        """A parameter rule that needs the experiment: fail naming the parameter and what to set."""
+        if not ok:
+            raise ParameterError(f"the parameters: parameter {name!r} of {self.notebook} = {self.params.get(name)!r}: {what}")
+
     def finish(self) -> None:
         """The notebook's last step: fail here, naming them, if any claim came out other than expected."""
         self.claims.finish()
@@ -142,15 +158,9 @@ def _git_sha() -> str:
 
 def model_source(name: str) -> str:
     """Where a registry model's weights come from: trained here, a hub id, a path, or a GGUF file and its sha256."""
-    from emgeo_utils.models.registry import entry
+    from emgeo_utils.models.registry import describe_source, entry
 
-    spec = entry(name)
-    if spec.get("kind") == "organism":
-        return f"{name}: trained here from the synthetic world"
-    if spec.get("gguf"):
-        g = spec["gguf"]
-        return f"{name}: {g['file']} of the package {g['package']} (sha256 {g['sha256']}), 4-bit, dequantised to {spec.get('dtype', 'float32')}"
-    return f"{name}: {spec.get('hub_id') or spec.get('path')} ({spec.get('dtype', 'float32')})"
+    return f"{name}: {describe_source(entry(name))}"
 
 
 def environment_report(ctx: Context) -> pd.DataFrame:
