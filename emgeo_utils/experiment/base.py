@@ -92,6 +92,21 @@ class Experiment:
         """How claims name a run's world (the organism has two kinds; a pretrained model is itself)."""
         return self.name
 
+    def change_jobs(self, grid: list[tuple[Run, str, int]], train_data: dict, layers: list[int], steps: list[int],
+                    domain: str, n_target_chats: int, n_targets: int) -> list[dict]:
+        """Notebook 06's jobs for `mechanism.changes.feature_changes`, one per (run, condition, fine-tuning
+        seed): the base model and its SAEs, the fine-tune's adapter, held-out prompts of the other
+        domains, and the first training chats (where the target features are picked)."""
+        return [dict(base=self.model_source(r), sae_sources=[self.sae_source(r, L) for L in layers], layers=layers,
+                     adapter=self.adapter(r, train_data[(r, c)], s), steps=steps, prompts=self.heldout_prompts(domain, run=r),
+                     train_chats=[x["messages"] for x in train_data[(r, c)][:n_target_chats]], n_targets=n_targets, seed=s)
+                for r, c, s in grid]
+
+    def activity_jobs(self, pairs: list[tuple[Run, int]], n_documents: int, seed: int) -> list[dict]:
+        """Notebook 06's jobs for `mechanism.coactivation.token_activity`: each (run, layer) on ordinary text."""
+        return [dict(base=self.model_source(r), sae_source=self.sae_source(r, L), layer=L,
+                     chats=self.pretraining_chats(r, n_documents, seed)) for r, L in pairs]
+
     def cut_functions(self) -> tuple[callable, callable]:
         """(EM under cuts, activity where it is read): the cached functions notebook 07 runs."""
         raise NotImplementedError(f"{self.name}: EM under a cut is built for the organism and world-lm models")
