@@ -133,8 +133,9 @@ class Experiment:
         never trained on `exclude_domain`'s labels."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ the organism's tour (notebook 00, sections 1-4)
-    # Only a generated world has these: a pretrained model shows nothing here.
+    # ------------------------------------------------------------------ what only some models have
+    # Notebook 00's tour (sections 1-4), 02's SAE quality, 03's other dictionaries: a generated world, or
+    # an SAE trained here, has them; the defaults say "nothing here" (None, [], {}) and notebooks show what is.
     def pretrain(self, runs: list[Run], workers: int) -> dict:
         """Pretrain (or find cached) the runs' organisms and SAEs; a pretrained model has nothing to build."""
         return {}
