@@ -23,7 +23,7 @@ import yaml
 from emgeo_utils.core import cache, seeding
 from emgeo_utils.features.activations import encode_with_probes, residual_batches
 from emgeo_utils.features.sae_training import LossBatch, fit_topk_sae, load_saved_sae, sae_quality, saved_decoder
-from emgeo_utils.models import batching, hooks
+from emgeo_utils.models import batching, hooks, registry
 from emgeo_utils.models.chat import render
 from emgeo_utils.models.generation import sample_padded
 from emgeo_utils.models.artifact_loaders import register_artifact_loaders
@@ -99,7 +99,7 @@ def train_residual_sae(model_source: dict, layer: int, chats: list[list[dict]], 
         d_in = acts.shape[1]
         sae = fit_topk_sae(acts, expansion=config.expansion, k=config.k, training_samples=config.training_samples,
                            batch_size=config.batch_size, lr=config.lr, hook_name=hooks.resid_post_hook(layer),
-                           model_name=model_source.get("hub_id") or Path(model_source["gguf"]["file"]).name,
+                           model_name=registry.source_id(model_source),
                            seed=seed, out=out)
         quality = {f"{name}_{k}": v for name, texts in (("world", held_out_chats), ("outside", held_replies))
                    for k, v in _quality(model, tokenizer, sae, layer, texts).items()}

@@ -108,11 +108,15 @@ class MixtureScores:
                  k: int, contrast: str):
         (self.corpus_acts, self.corpus_resid), (self.acts, self.resid) = corpus, mixture
         self.masks, self.w_dec, self.k, self.contrast = masks, w_dec, k, contrast
+        self._proximity: dict[str, torch.Tensor] = {}
 
     def proximity(self, readout: str) -> torch.Tensor:
-        acts = self.corpus_acts[readout]
-        harmful = select(acts[self.masks["harmful"]], acts[self.masks["helpful"]], self.k, self.contrast)
-        return feature_proximity(self.w_dec, harmful)
+        """Each feature's proximity to the harmful set selected at `readout` (computed once per readout)."""
+        if readout not in self._proximity:
+            acts = self.corpus_acts[readout]
+            harmful = select(acts[self.masks["harmful"]], acts[self.masks["helpful"]], self.k, self.contrast)
+            self._proximity[readout] = feature_proximity(self.w_dec, harmful)
+        return self._proximity[readout]
 
     def geometry(self, readout: str, variant: str) -> np.ndarray:
         return geometry_scores(self.acts[readout], self.proximity(readout), variant)

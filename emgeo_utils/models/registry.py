@@ -87,7 +87,7 @@ def entry(name: str) -> dict:
 
 
 def source_id(spec: dict) -> str | None:
-    """The short name of an entry's weights: its hub id, its local path, or its GGUF file's name."""
+    """The short name of an entry's weights: its GGUF file's name, else its hub id, else its local path."""
     if spec.get("gguf"):
         return Path(spec["gguf"]["file"]).name
     return spec.get("hub_id") or spec.get("path")
