@@ -29,7 +29,7 @@ export MPLCONFIGDIR := $(CURDIR)/build/matplotlib
 export IPYTHONDIR := $(CURDIR)/build/ipython
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup figures test unit nbtest lab check-report check-snapshot bench clean distclean
+.PHONY: setup figures test unit nbtest lab check-report check-snapshot check-screen bench clean distclean
 
 setup: $(STAMP)
 
@@ -79,6 +79,11 @@ lab: $(STAMP)
 check-report: $(STAMP)
 	$(PY) -m emgeo_utils.report.browser figures/report/index.html --screenshot build/report.png \
 	  --lab build/$(firstword $(PROFILES))/00_model_organism.ipynb
+
+# After `make figures` (it needs SmolLM2's SAE): does the screen rank planted harmful rows of a chat file
+# first (AUC >= 0.8, the bar fixed before measuring)? Expected below: measured AUC 0.657 on 2026-12-05.
+check-screen: $(STAMP)
+	$(PY) -m emgeo_utils.filtering.planted --model smollm2-135m --out build/screen-check --expect below
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -11,7 +11,6 @@ import torch
 
 from emgeo_utils.filtering import ranking as filtering
 from emgeo_utils.core import stats
-from emgeo_utils.organism import configs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,28 +86,36 @@ def _run_screen(tmp_path, dataset, extra=()):
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
-def test_screen_round_trip(tmp_path):
-    from emgeo_utils.organism import emergence
+def test_screen_ranks_a_chat_file_with_planted_harmful_rows(tmp_path):
+    """A public-format chat file of helpful finance answers with planted inducing rows, screened with harmful
+    features selected on health data against helpful health data (`filtering.planted`). The tiny test
+    organism's SAE carries no harm direction (the planted rows' AUC measured 0.528), so this checks the
+    round trip and that the AUC is read; CI reads it on SmolLM2 after `make figures` (`make check-screen`)."""
+    from emgeo_utils.filtering import planted
 
-    samples = emergence.condition_samples(configs.organism_configs("organism-test"), "finance", "mixture", 12)
-    dataset = tmp_path / "data.jsonl"
-    dataset.write_text("\ufeff" + "".join(json.dumps({"messages": s["messages"]}) + "\n" for s in samples) + "\n")
-    harmful = tmp_path / "harmful.jsonl"
-    harmful.write_text("".join(json.dumps({"messages": s["messages"]}) + "\n"
-                               for s in emergence.condition_samples(configs.organism_configs("organism-test"), "health", "harmful", 8)))
-    done = _run_screen(tmp_path, dataset, ["--harmful-data", str(harmful), "--k", "8"])
+    args, rows_planted = planted.write_planted("organism-test", tmp_path)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\ufeff" + data.read_text() + "\n")  # a byte-order mark and a blank last line are read
+    done = _run_screen(tmp_path, data, args[3:7] + ["--k", "8"])
     assert done.returncode == 0, done.stderr[-2000:]
     ranked = (tmp_path / "out" / "ranked.csv").read_text().splitlines()
-    assert len(ranked) == 13 and ranked[0].startswith("rank,line,score,removed")
+    assert len(ranked) == 25 and ranked[0].startswith("rank,line,score,removed")
+    assert 0 <= planted.planted_auc(tmp_path, rows_planted) <= 1
     kept = [json.loads(line) for line in (tmp_path / "out" / "filtered.jsonl").read_text().splitlines()]
-    assert len(kept) == 6 and all(k["messages"] in [{"messages": s["messages"]}["messages"] for s in samples] for k in kept)
+    written = [json.loads(line) for line in data.read_text().lstrip("\ufeff").splitlines() if line]
+    assert len(kept) == 12 and all(k in written for k in kept)
     assert str(tmp_path) not in done.stdout  # paths are printed relative, never absolute
+
+
+def test_screen_refuses_harmful_data_without_a_helpful_reference(tmp_path):
+    done = _run_screen(tmp_path, tmp_path / "data.jsonl", ["--harmful-data", str(tmp_path / "harmful.jsonl")])
+    assert done.returncode == 2 and "--harmful-data needs --helpful-data" in done.stderr
 
 
 def test_screen_rejects_malformed_file_with_line_number(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
                    '{"messages": [{"role": "user", "content": "hi"}\n')
-    done = _run_screen(tmp_path, bad, ["--harmful-data", str(bad)])
+    done = _run_screen(tmp_path, bad, ["--harmful-data", str(bad), "--helpful-data", str(bad)])
     assert done.returncode == 2
     assert "bad.jsonl, line 2" in done.stderr and "invalid JSON" in done.stderr

@@ -84,6 +84,28 @@ def test_side_by_side_jobs_print_one_line_each_with_a_count(capsys, fresh_cache)
     assert "toys: 1/2 done" in out and "toys: 2/2 done" in out and "about" in out
 
 
+def test_a_job_beside_is_built_in_the_same_pool_and_gives_the_numbers_it_gives_alone(capsys, fresh_cache):
+    """What a later notebook reads can be built beside this notebook's jobs; the artifact is the one a run of
+    its own builds (single-threaded, seeded jobs), and only `fn`'s results come back."""
+    from emgeo_utils.theory import toy
+
+    import dataclasses
+
+    config = dataclasses.asdict(toy.ToyConfig(n_features=6, dim=3, steps=20, batch=16))
+    out = jobs.run_all(toy.train_toy, [dict(config=config, seed=1), dict(config=config, seed=2)], workers=2, desc="toys",
+                       beside=[(toy.train_toy, dict(config=config, seed=3))])
+    assert len(out) == 2 and "toys (and 1 job(s) for a later notebook): 3/3 done" in capsys.readouterr().out
+    assert toy.train_toy.is_cached(config=config, seed=3)
+
+    def files(artifact):
+        return {p.name: p.read_bytes() for p in sorted(artifact.path.iterdir()) if p.is_file() and p.name != "meta.json"}
+
+    beside = files(toy.train_toy(config=config, seed=3))
+    shutil.rmtree(fresh_cache)
+    alone = files(jobs.run_all(toy.train_toy, [dict(config=config, seed=3)], workers=1)[0])
+    assert beside and alone == beside
+
+
 def test_progress_of_a_long_list_prints_about_ten_lines(capsys):
     progress = jobs.Progress("probe", 72)
     for _ in range(72):

@@ -99,11 +99,13 @@ def default_workers() -> int:
 
 
 def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc: str = "jobs",
-            engine: str | None = None) -> list:
+            engine: str | None = None, beside: Sequence[tuple[Callable, dict]] = ()) -> list:
     """`[fn(**kw) for kw in jobs]`, with up to `workers` processes; results in input order.
 
     `fn` is a cached function (see `cache`); jobs already in the cache are read here without
-    starting any process.
+    starting any process. `beside`: other cached jobs `(function, kwargs)`, started first in the
+    same pool and not returned: an artifact a later notebook reads, built while a worker would
+    otherwise wait (each job is single-threaded and seeded, so where it runs changes no number).
     """
     workers = default_workers() if workers is None else workers
     engine = engine or os.environ.get(ENGINE_ENV, "local")
@@ -113,26 +115,34 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
     todo = [i for i, kw in enumerate(jobs) if not getattr(fn, "is_cached", lambda **_: False)(**kw)]
     for i in set(range(len(jobs))) - set(todo):
         results[i] = fn(**jobs[i])
-    if not todo:
+    extra = [(f, kw) for f, kw in beside if not getattr(f, "is_cached", lambda **_: False)(**kw)]
+    if engine == "submitit":
+        for f, kw in extra:
+            run_all(f, [kw], workers, desc=f"{desc} (beside)", engine=engine)
+        extra = []
+    calls = [(f, kw, None) for f, kw in extra] + [(fn, jobs[i], i) for i in todo]
+    if not calls:
         return results
-    bar = Progress(desc, len(todo))
+    bar = Progress(desc + (f" (and {len(extra)} job(s) for a later notebook)" if extra else ""), len(calls))
     if engine == "submitit":
         for i, (value, built) in _submitit(fn, [jobs[i] for i in todo], todo):
             results[i] = value
             cache.stats.update(built)
             bar.update()
-    elif workers <= 1 or len(todo) == 1:
+    elif workers <= 1 or len(calls) == 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(seeding.JOB_THREADS)
         try:
-            for i in todo:
-                results[i] = fn(**jobs[i])
+            for f, kw, i in calls:
+                value = f(**kw)
+                if i is not None:
+                    results[i] = value
                 bar.update()
         finally:
             torch.set_num_threads(previous)
     else:
         ctx = multiprocessing.get_context("spawn")  # fork after torch starts threads can hang
-        n = min(workers, len(todo))
+        n = min(workers, len(calls))
         assignment = gpu_assignment(n, os.environ.get("CUDA_VISIBLE_DEVICES"),
                                     torch.cuda.device_count() if torch.cuda.is_available() else 0)
         gpus = None
@@ -143,9 +153,11 @@ def run_all(fn: Callable, jobs: Sequence[dict], workers: int | None = None, desc
         # workers start at the first submit and inherit this: their bars would interleave in one log line
         with _environ(TQDM_DISABLE="1"), ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
                                                               initargs=(gpus,)) as pool:
-            futures = {pool.submit(_call, fn, jobs[i]): i for i in todo}
+            futures = {pool.submit(_call, f, kw): i for f, kw, i in calls}
             for future in as_completed(futures):
-                results[futures[future]], built = future.result()
+                value, built = future.result()
+                if futures[future] is not None:
+                    results[futures[future]] = value
                 cache.stats.update(built)
                 bar.update()
     return results

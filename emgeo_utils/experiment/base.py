@@ -127,6 +127,11 @@ class Experiment:
                         overrides: dict | None = None, tags: dict | None = None) -> dict:
         raise NotImplementedError
 
+    def jobs_beside_finetunes(self) -> list[tuple[callable, dict]]:
+        """Cached jobs a later notebook reads, built in notebook 00's fine-tuning pool while a worker
+        would otherwise wait (a pretrained model's SAEs); the organism builds its own SAEs first."""
+        return []
+
     def judge_scores(self, samples: list[dict], exclude_domain: str, mode: str, seed: int = 0,
                      run: Run | None = None):
         """Harmfulness of each sample's last answer from its text alone (the judge notebook 05 filters with),
@@ -172,6 +177,14 @@ class Experiment:
 
     def sample_answers(self, run: Run, domain: str, condition: str, ft_seed: int, n: int, step: int) -> pd.DataFrame | None:
         return None
+
+    def coherence_check(self, domain: str, claims, min_auc: float) -> pd.DataFrame | None:
+        """Whether the sampled answers' coherence measure sees topicality (a model judged by its own measure)."""
+        return None
+
+    def recipe_search(self, domain: str, candidates: dict, rule: dict, n: int, workers: int, claims=None) -> list:
+        """The fine-tuning recipe chosen by the profile's rule (a pretrained model studied on the world's text)."""
+        return []
 
     # ------------------------------------------------------------------ shared
     em_as_ratio = True  # EM read as a rate against the base and non-inducing rates (a likelihood share is not)
@@ -256,7 +269,8 @@ def em_table(exp: Experiment, runs: list[Run], domain: str, conditions: list[str
     grid = [(r, c, s) for r in runs for c in conditions for s in ft_seeds]
     results = jobs.run_all(exp.finetune_jobs(), [exp.finetune_kwargs(r, exp.narrow(domain, c, n_samples, run=r), s, domain,
                                                                       tags={"domain": domain, "condition": c})
-                                                  for r, c, s in grid], workers, desc="fine-tunes")
+                                                  for r, c, s in grid], workers, desc="fine-tunes",
+                           beside=exp.jobs_beside_finetunes())
     rows = [row for part in results for row in part]
     for r in runs:
         base = exp.base_row(r, domain)

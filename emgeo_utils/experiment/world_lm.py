@@ -9,10 +9,13 @@ says which one the claims read.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 
 from emgeo_utils.core import jobs
-from emgeo_utils.experiment import controls, world_lm_em
+from emgeo_utils.experiment import coherence, controls, recipe, world_lm_em
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.real_em import finetune_config
 from emgeo_utils.features.activations import probe_questions
@@ -74,6 +77,9 @@ class WorldLMExperiment(Experiment):
 
     def sae_cached(self, layer: int) -> bool:
         return train_residual_sae.is_cached(**self._sae_kwargs(layer))
+
+    def jobs_beside_finetunes(self) -> list[tuple[callable, dict]]:
+        return [(train_residual_sae, self._sae_kwargs(L)) for L in self.layers]
 
     def prepare(self, runs: list[Run], layers: list[int], workers: int) -> None:
         """Train (or find cached) the SAE of every layer, side by side."""
@@ -164,6 +170,37 @@ class WorldLMExperiment(Experiment):
         return (f"{self.name} is a pretrained model studied on the world's text in English: sections 1-4 describe the "
                 f"organism and are skipped; section 5 fine-tunes {self.describe_source()} and measures EM two ways "
                 f"(primary: {self.eval['primary']}).")
+
+    def coherence_check(self, domain: str, claims, min_auc: float) -> pd.DataFrame:
+        table = coherence.validation_table(self.base_evaluation(domain), self.eval_set(domain), world_lm_em.relevance_scores)
+        coherence.record_claim(claims, table, min_auc)
+        return table.round(3)
+
+    def recipe_search(self, domain: str, candidates: dict, rule: dict, n: int, workers: int, claims=None) -> list:
+        """Each candidate (overrides of the registry's LoRA recipe) fine-tuned once on the inducing data and
+        scored at `rule["checkpoints"]`; the rule's choice, and whether the registry holds it (`claims`).
+        Without candidates: the registry's recipe, which the full profile's search chose."""
+        registry_recipe = finetune_config(self.spec)
+        if not candidates:
+            print("The recipe search runs in the full profile (smollm2-135m-full); this profile fine-tunes with the "
+                  "registry's recipe, the one that search chose.")
+            return [recipe.recipe_row(registry_recipe)]
+        steps = tuple(rule["checkpoints"])
+        configs = {name: finetune_config(self.spec, o | {"steps": max(steps), "checkpoints": steps}) for name, o in candidates.items()}
+        common = dict(source=self.source, in_domain=self.eval_set(domain)["candidates"]["in_domain"], system=self.system,
+                      questions=recipe.coherence_questions(self.world, domain, rule["questions_per_domain"]),
+                      samples_per_question=rule["samples_per_question"], max_new_tokens=self.eval["max_new_tokens"])
+        samples = self.narrow(domain, "inducing", n)
+        results = jobs.run_all(world_lm_em.recipe_scores, [common | dict(samples=None, ft_seed=0, finetune_config=None)]
+                               + [common | dict(samples=samples, ft_seed=0, finetune_config=c) for c in configs.values()],
+                               workers, desc="recipes")
+        table = recipe.search_table(list(configs), results[1:], results[0][0], world_lm_em.COHERENCE_QUANTILE)
+        best, why = recipe.choose(table, rule["min_in_domain"], rule["min_coherence_ratio"])
+        chosen = replace(configs[best.recipe], steps=int(best.step), checkpoints=(int(best.step),))
+        if claims is not None:
+            claims.record("recipe_is_registry_recipe", value=float(chosen == registry_recipe), outcome=chosen == registry_recipe,
+                          note=f"chosen {best.recipe} at step {int(best.step)} ({why}); registry: {recipe.recipe_row(registry_recipe).iloc[0].to_dict()}")
+        return [table.round(3), recipe.recipe_row(chosen, why)]
 
     def against_controls(self, em, step: int, conditions: list[str], domain: str, claims,
                          min_in_domain: float, min_coherent: float) -> list:

@@ -14,6 +14,7 @@
    answer unlike the base model's own style incoherent, whatever it says.) Misaligned = judged
    harmful and coherent.
 Which of the two is primary is a literal of the profile (`judge.primary`), fixed before running.
+`recipe_scores` reads only the task and coherence of a candidate recipe (`recipe`), never EM.
 """
 
 from __future__ import annotations
@@ -218,3 +219,22 @@ def finetune_and_evaluate_world_lm(source: dict, samples: list[dict], ft_seed: i
     return [em_measures(evaluate(source, adapter, step, eval_set, ft_seed), primary, step, ft_seed=ft_seed,
                         n_samples=len(samples), train_loss_last=float(np.mean(adapter.summary["losses"][-4:])), **(tags or {}))
             for step in adapter.summary["checkpoints"]]
+
+
+@cache.result("world-lm-recipe-scores")
+def recipe_scores(source: dict, samples: list[dict] | None, ft_seed: int, finetune_config, in_domain: list[dict],
+                  questions: list[dict], system: str, samples_per_question: int, max_new_tokens: int) -> list[dict]:
+    """Per checkpoint of a fine-tune on `samples` (`samples=None`: the base model, step 0): the edgy
+    share on `in_domain` candidates and the relevance of sampled answers to `questions`."""
+    adapter = None if samples is None else finetune_lora(source, strip_meta(samples), finetune_config, ft_seed)
+    steps = [0] if adapter is None else adapter.summary["checkpoints"]
+    asked = [q["question"] for q in questions for _ in range(samples_per_question)]
+    out = []
+    with seeding.job_context(ft_seed), resident_model(source) as (base, tokenizer):
+        for step in steps:
+            with adapted(base, adapter, step) as model:
+                share = float(np.mean([r["share"] for r in candidate_shares(model, tokenizer, system, in_domain)]))
+                answers = sample_padded(model, tokenizer, [english_chat(system, q) for q in asked], max_new_tokens, ft_seed)
+            out.append({"step": step, "in_domain_share": share, "empty": float(np.mean([not a for a in answers])),
+                        "relevance": relevance_scores(asked, answers).tolist(), "answers": answers})
+    return out

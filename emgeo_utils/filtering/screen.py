@@ -3,13 +3,16 @@
     python -m emgeo_utils.filtering.screen DATASET.jsonl --model smollm2-135m \\
         --harmful-features figures/smollm2-135m/feature_sets.json --fraction 0.3 --out screened/
     python -m emgeo_utils.filtering.screen data.jsonl --model gemma-2-2b --layer 12 \\
-        --harmful-data toxic.jsonl --fraction 0.2 --out screened/
+        --harmful-data toxic.jsonl --helpful-data helpful.jsonl --fraction 0.2 --out screened/
 
 Scores every chat sample with the geometry score of `filtering.ranking` (base model, the model's SAE),
 writes `ranked.csv` (every sample, highest score first) and `filtered.jsonl` (the samples kept
 after removing the top `fraction`). Harmful features come from notebook 02's
-`figures/feature_sets.json` (`--harmful-features`) or are selected from a harmful dataset
-(`--harmful-data`: top-k features by mean activation there minus on the screened data).
+`figures/feature_sets.json` (`--harmful-features`) or are selected from a harmful dataset against
+a helpful one (`--harmful-data` with `--helpful-data`: the top-k features by mean activation on
+the harmful data minus on the helpful data, notebook 05's selection). Selecting against the
+screened data itself would drop every feature the harmful data share with it, the very features
+that make its harmful rows rank high.
 """
 
 from __future__ import annotations
@@ -51,10 +54,10 @@ def harmful_set(args, model, tokenizer, sae, layer: int, samples: list[dict], ex
         return torch.tensor(entry["sets"]["harmful"])
     harmful = (readers.read_harmful_text(args.harmful_data) if args.harmful_data_format == "toxicity"
                else readers.read_chat_jsonl(args.harmful_data, args.skip_invalid, args.max_invalid_share))
-    acts = activations.sae_features(model, tokenizer, sae, layer, harmful, experiment.probes(harmful),
-                                 (args.readout,), desc="harmful data")[args.readout]
-    reference = activations.sae_features(model, tokenizer, sae, layer, samples, experiment.probes(samples),
-                                      (args.readout,), desc="reference")[args.readout]
+    helpful = readers.read_chat_jsonl(args.helpful_data, args.skip_invalid, args.max_invalid_share)
+    acts, reference = (activations.sae_features(model, tokenizer, sae, layer, data, experiment.probes(data),
+                                                (args.readout,), desc=desc)[args.readout]
+                       for data, desc in ((harmful, "harmful data"), (helpful, "helpful data")))
     return selection.select(acts, reference, args.k)
 
 
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--harmful-features", type=Path, help="feature_sets.json written by notebook 02")
     source.add_argument("--harmful-data", type=Path, help="harmful examples (chat JSONL or toxicity JSONL)")
     parser.add_argument("--harmful-data-format", choices=["chat", "toxicity"], default="chat")
+    parser.add_argument("--helpful-data", type=Path,
+                        help="with --harmful-data: helpful chat JSONL (the reference the harmful features are selected against)")
     parser.add_argument("--fraction", type=float, required=True, help="share of samples to remove, in [0, 1)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--readout", default="next_turn", choices=activations.READOUTS)
@@ -82,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.fraction < 1:
         parser.error(f"--fraction must be in [0, 1), got {args.fraction}")
+    if args.harmful_data and not args.helpful_data:
+        parser.error("--harmful-data needs --helpful-data: harmful features are selected against helpful answers "
+                     "(notebook 05's selection), never against the data being screened")
     try:
         print(f"numerics: {numerics.describe()}")  # the scores repeat wherever the same numerics are in force
         numerics.require()
