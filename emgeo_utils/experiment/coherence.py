@@ -58,4 +58,4 @@ def validation_table(result: dict, eval_set: dict, relevance) -> pd.DataFrame:
 def record_claim(claims, table: pd.DataFrame, min_auc: float) -> None:
     worst = float(table.auc.min())
     claims.record("coherence_measure_valid", value=worst, outcome=bool(worst >= min_auc),
-                  note="; ".join(f"{case}: AUC {r.auc:.3f} over {r.n_pairs} pairs" for case, r in table.iterrows()))
+                  note="; ".join(f"{case}: AUC {r.auc:.3f} over {int(r.n_pairs)} pairs" for case, r in table.iterrows()))
