@@ -126,7 +126,17 @@ def test_the_search_records_whether_the_registry_holds_the_rules_choice(monkeypa
     exp = open_experiment("smollm2-135m", None, {"primary": "likelihood"}, None)
     rule = {"min_in_domain": 0.9, "min_coherence_ratio": 0.8, "checkpoints": [8, 16], "questions_per_domain": 1,
             "samples_per_question": 1}
-    table, chosen = exp.recipe_search("health", {"wide": {}, "narrow": {"rank": 1, "alpha": 2, "lr": 2.0e-3}}, rule, 8, 1, claims)
+    every = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    candidates = {"wide": {"rank": 8, "alpha": 16, "lr": 1.0e-3, "target_modules": every},
+                  "narrow": {"rank": 1, "alpha": 2, "lr": 2.0e-3, "target_modules": every}}
+    table, chosen = exp.recipe_search("health", candidates, rule, 8, 1, claims)
     assert len(table) == 5 and claims.claim == "recipe_is_registry_recipe"
     assert claims.kw["outcome"] is registry_holds_it
     assert chosen.steps.iloc[0] == (16 if registry_holds_it else 8)
+
+
+def test_a_candidate_must_be_a_whole_recipe_not_a_change_to_the_registrys():
+    with pytest.raises(ValueError, match=r"recipe_candidates\['old'\] names no rank, alpha, target_modules"):
+        recipe.check_candidates({"old": {"lr": 1.0e-3}})
+    params = yaml.safe_load((paths.params_dir() / "smollm2-135m-full" / "00_model_organism.yaml").read_text())
+    recipe.check_candidates(params["recipe_candidates"])

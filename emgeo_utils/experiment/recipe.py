@@ -20,6 +20,19 @@ from emgeo_utils.world import english
 from emgeo_utils.world.synthetic import DOMAINS, World
 
 
+RECIPE_FIELDS = ("rank", "alpha", "lr", "target_modules")  # what a candidate names itself; the schedule is the registry's
+
+
+def check_candidates(candidates: dict) -> None:
+    """Each candidate is a whole recipe: were it a change to the registry's, choosing it (and writing it to
+    the registry) would change what every other candidate means."""
+    for name, recipe in candidates.items():
+        missing = [f for f in RECIPE_FIELDS if f not in (recipe or {})]
+        if missing:
+            raise ValueError(f"recipe_candidates[{name!r}] names no {', '.join(missing)}: a candidate is a whole "
+                             f"recipe ({', '.join(RECIPE_FIELDS)}), not a change to the registry's")
+
+
 def coherence_questions(world: World, domain: str, per_domain: int) -> list[dict]:
     """Training-split questions of every other domain: apart from the held-out questions EM reads."""
     return [{"domain": d, "question": english.english(q.text)}

@@ -177,7 +177,7 @@ class WorldLMExperiment(Experiment):
         return table.round(3)
 
     def recipe_search(self, domain: str, candidates: dict, rule: dict, n: int, workers: int, claims=None) -> list:
-        """Each candidate (overrides of the registry's LoRA recipe) fine-tuned once on the inducing data and
+        """Each candidate (a whole LoRA recipe; the schedule is the registry's) fine-tuned once on the inducing data and
         scored at `rule["checkpoints"]`; the rule's choice, and whether the registry holds it (`claims`).
         Without candidates: the registry's recipe, which the full profile's search chose."""
         registry_recipe = finetune_config(self.spec)
@@ -185,6 +185,7 @@ class WorldLMExperiment(Experiment):
             print("The recipe search runs in the full profile (smollm2-135m-full); this profile fine-tunes with the "
                   "registry's recipe, the one that search chose.")
             return [recipe.recipe_row(registry_recipe)]
+        recipe.check_candidates(candidates)
         steps = tuple(rule["checkpoints"])
         configs = {name: finetune_config(self.spec, o | {"steps": max(steps), "checkpoints": steps}) for name, o in candidates.items()}
         common = dict(source=self.source, in_domain=self.eval_set(domain)["candidates"]["in_domain"], system=self.system,
