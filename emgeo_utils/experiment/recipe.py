@@ -1,6 +1,6 @@
 """Choosing a pretrained model's fine-tuning recipe by a rule fixed before EM is looked at.
 
-Each candidate LoRA recipe (overrides of the registry's) fine-tunes the inducing data once and is
+Each candidate LoRA recipe (a whole one: rank, alpha, lr, targets) fine-tunes the inducing data once and is
 scored at each checkpoint on two things only, never on EM:
 - **learns the task**: the edgy answers' likelihood share on held-out questions of the
   fine-tuning domain;
