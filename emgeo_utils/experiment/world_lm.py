@@ -105,11 +105,13 @@ class WorldLMExperiment(Experiment):
         return english.dataset(self.world, domain, kind, n, self.system, seed)
 
     def mixture(self, domain: str, n: int, coupled_share: float, seed: int = 0, run: Run | None = None) -> list[dict]:
-        """`coupled_share` inducing (edgy) chats, the rest educational (the same edgy answers after a
-        benign reason), labelled in `meta.coupling` for the oracle and the reports only."""
+        """`coupled_share` inducing (edgy) chats, the rest helpful answers to the same questions
+        (non-inducing), labelled in `meta.coupling` for the oracle and the reports only. Helpful, not
+        educational: notebook 00 measured the educational fine-tune spreading as much as the inducing
+        one on SmolLM2, which would leave a filter nothing to remove; helpful fine-tunes spread less."""
         n_bad = round(coupled_share * n)
         bad = [s | {"meta": s["meta"] | {"coupling": 1.0}} for s in self.narrow(domain, "inducing", n_bad, seed)]
-        rest = [s | {"meta": s["meta"] | {"coupling": 0.0}} for s in self.narrow(domain, "educational", n - n_bad, seed)]
+        rest = [s | {"meta": s["meta"] | {"coupling": 0.0}} for s in self.narrow(domain, "non_inducing", n - n_bad, seed)]
         both = bad + rest
         return [both[i] for i in np.random.default_rng(seed).permutation(len(both))]
 

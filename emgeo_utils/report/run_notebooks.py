@@ -6,7 +6,8 @@
 Parameters come from `params/<profile>/<NN_slug>.yaml` (a missing file means the notebook's
 defaults) and are checked against the notebook's `parameters` cell before anything runs (`profiles`).
 Executed copies go to `build/<profile>/`; wall times to `<figures>/notebook_times.csv`; the
-claims of all notebooks to `<figures>/claims.md` and `claims.csv`.
+claims of all notebooks to `<figures>/claims.md` and `claims.csv`; the code that ran to
+`<figures>/provenance.json` (`recorded`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from emgeo_utils.core import numerics, paths
-from emgeo_utils.report import claims_table
+from emgeo_utils.report import claims_table, recorded
 from emgeo_utils.report.profiles import profile_notebooks, profile_overrides
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -92,6 +93,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     if not selected:  # a full run of the profile rebuilds its claims table from scratch
         for stale in (figures / "claims").glob("*.json"):
             stale.unlink()
+    recorded.stamp(profile, selected)  # the code this run computes with (a recorded profile's provenance)
     run_id = datetime.now(timezone.utc).isoformat(timespec="seconds")
     numerics.require()  # kernels inherit this process's pinned environment; say now if it does not hold
     in_force = numerics.describe()

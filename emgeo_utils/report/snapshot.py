@@ -10,7 +10,8 @@ README). So the snapshot records the numerics signature it was computed under
 another, it compares every asserted claim's outcome and verdict exactly (rows whose expectation is
 `record: ...` excepted) and lists the values that moved. Either way it names every row and field that
 differs. A change that moves numbers updates the snapshot in the same commit, so every moved number
-is visible in review.
+is visible in review. `update` also commits the run's stamp and wall times (`provenance.json`,
+`notebook_times.csv`): what a profile too long for CI shows as its recorded claims (`recorded`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from emgeo_utils.core import numerics, paths
+from emgeo_utils.report import recorded
 
 SIGNATURE = ("mode", "aten", "mkl_cbwr", "numpy_simd", "openblas", "openblas_threads")
 VERDICT_FIELDS = ("outcome", "verdict", "as_expected")
@@ -152,6 +154,9 @@ def update(profiles: list[str]) -> int:
         snapshot_file(profile).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fresh, snapshot_file(profile))
         signature_file(profile).write_text(json.dumps(signature(), indent=1) + "\n")
+        for side in (recorded.stamp_file(profile), fresh.with_name("notebook_times.csv")):  # what ran, and how long
+            if side.is_file():
+                shutil.copyfile(side, snapshot_file(profile).with_name(side.name))
         print(f"[{profile}] snapshot <- {paths.display_path(fresh)}")
     return 0
 

@@ -1,0 +1,149 @@
+"""Claims recorded at a commit, for a profile too long for CI (the full SmolLM2 profile).
+
+    make figures PROFILE=smollm2-135m-full                          # by hand: about 1.5 hours on 2 cores
+    python -m emgeo_utils.report.snapshot update smollm2-135m-full  # results/smollm2-135m-full/, committed
+
+Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
+file that can move a number: the package, the notebooks, their claims files, the profile's parameters,
+the pinned versions); `snapshot update` commits the stamp with the claims. `make figures` shows a recorded
+profile's claims beside the fresh ones, with its commit, and marks them STALE, naming the files, once the
+code has changed since. Report code only renders numbers, so it is left out of the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from emgeo_utils.core import paths
+from emgeo_utils.core.files import write_text_atomic
+
+SOURCES = ("emgeo_utils/**/*.py", "emgeo_utils/**/*.yaml", "notebooks/*.ipynb", "notebooks/claims/*.yaml",
+           "constraints.txt", "pyproject.toml")
+RENDERING_ONLY = "emgeo_utils/report/"
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def fingerprint(profile: str) -> dict[str, str]:
+    """{project-relative path: sha256 prefix} of every file that can move a number of `profile`."""
+    root = paths.PROJECT_ROOT
+    files = {f for pattern in SOURCES + (f"params/{profile}/*.yaml",) for f in root.glob(pattern) if f.is_file()}
+    rel = sorted(str(f.relative_to(root)) for f in files)
+    return {r: hashlib.sha256((root / r).read_bytes()).hexdigest()[:16] for r in rel if not r.startswith(RENDERING_ONLY)}
+
+
+def stamp_file(profile: str) -> Path:
+    return paths.figures_dir(profile) / "provenance.json"
+
+
+def recorded_file(profile: str) -> Path:
+    return paths.PROJECT_ROOT / "results" / profile / "provenance.json"
+
+
+def stamp(profile: str, selected: list[str] | None) -> None:
+    """Before a run: what code computes it. A run of some notebooks only (`--only`) keeps the stamp of
+    the profile's last whole run when the code is the same, and marks it `mixed` when it is not."""
+    files = fingerprint(profile)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if selected and stamp_file(profile).is_file():
+        previous = json.loads(stamp_file(profile).read_text())
+        if previous["files"] == files:
+            return
+        record = previous | {"mixed": sorted(set(previous.get("mixed", [])) | set(selected))}
+    else:
+        record = {"commit": git("rev-parse", "HEAD") or "unknown",
+                  "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+                  "started": now, "notebooks": selected or "all", "files": files}
+    stamp_file(profile).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(stamp_file(profile), json.dumps(record, indent=1) + "\n")
+
+
+def changed_since(record: dict, profile: str) -> list[str]:
+    """The files whose content differs from the stamp's (changed, added or removed)."""
+    now, then = fingerprint(profile), record["files"]
+    return sorted(f for f in now.keys() | then.keys() if now.get(f) != then.get(f))
+
+
+class Recorded:
+    """A profile's committed claims (`results/<profile>/claims.csv`) and the stamp of the run behind them."""
+
+    def __init__(self, profile: str):
+        self.profile = profile
+        folder = paths.PROJECT_ROOT / "results" / profile
+        if not (folder / "claims.csv").is_file() or not recorded_file(profile).is_file():
+            raise FileNotFoundError(f"no recorded claims for {profile!r}: results/{profile}/claims.csv and "
+                                    f"provenance.json come from `snapshot update {profile}` after a whole run")
+        self.record = json.loads(recorded_file(profile).read_text())
+        self.changed = changed_since(self.record, profile)
+        frame = pd.read_csv(folder / "claims.csv", dtype=str, keep_default_na=False)
+        self.rows = [_typed(r) for r in frame.to_dict("records")]
+        times = folder / "notebook_times.csv"
+        self.times = pd.read_csv(times) if times.is_file() else pd.DataFrame(columns=["notebook", "seconds", "status"])
+
+    @property
+    def commit(self) -> str:
+        return self.record["commit"][:10] + (" (uncommitted changes)" if self.record.get("dirty") else "")
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.changed) or bool(self.record.get("mixed")) or bool(self.record.get("dirty"))
+
+    def title(self) -> str:
+        """The column's name: the profile, when and at which commit it ran, and STALE when the code moved."""
+        when = self.record.get("started", "")[:10]
+        return f"{self.profile} (recorded {when} at {self.commit}{'; STALE' if self.stale else ''})"
+
+    def why_stale(self) -> str:
+        parts = []
+        if self.changed:
+            shown = ", ".join(self.changed[:8]) + (f" and {len(self.changed) - 8} more" if len(self.changed) > 8 else "")
+            parts.append(f"{len(self.changed)} file(s) changed since: {shown}")
+        if self.record.get("mixed"):
+            parts.append(f"notebooks {', '.join(self.record['mixed'])} were rerun at other code than the rest")
+        if self.record.get("dirty"):
+            parts.append("it ran with uncommitted changes")
+        return "; ".join(parts)
+
+
+def _typed(row: dict) -> dict:
+    """A claims.csv row with the types the claims records had: numbers, booleans, None for empty."""
+    out = {}
+    for key, value in row.items():
+        if value == "":
+            out[key] = None
+        elif value in ("True", "False"):
+            out[key] = value == "True"
+        else:
+            try:
+                out[key] = float(value) if key in NUMERIC else value
+            except ValueError:
+                out[key] = value
+    return out
+
+
+NUMERIC = ("value", "ci_low", "ci_high", "p_value", "p_adjusted", "smallest_p", "margin")
+
+
+def available(profiles: list[str], shown: list[str]) -> list[Recorded]:
+    """The recorded profiles among `profiles` that this run did not compute afresh, with a line for each
+    one that has no recorded claims."""
+    out = []
+    for p in profiles:
+        if p in shown:
+            continue
+        try:
+            out.append(Recorded(p))
+        except FileNotFoundError as err:
+            print(f"[{p}] not shown: {err}")
+    return out
