@@ -1,12 +1,13 @@
 """Every notebook's claims in one table per profile, and one across profiles.
 
-    python -m emgeo_utils.report.claims_table --by-model default smollm2-135m
+    python -m emgeo_utils.report.claims_table --by-model default smollm2-135m --recorded smollm2-135m-full
     python -m emgeo_utils.report.claims_table --failures default smollm2-135m
 
 `gather` writes `claims.csv` / `claims.md` in a profile's figures: rows ordered by kind (discriminating
 controls first, then the paper's claims, negative controls, findings beyond the paper, our criteria;
 sanity checks last and not counted), with a count of verdicts per kind. `by_model` puts the profiles
-side by side; `failures` lists what failed in their last runs.
+side by side, with the committed claims of profiles too long for CI (`recorded`); `failures` lists
+what failed in their last runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from emgeo_utils.core import paths
 from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import COLUMNS, Claim, fmt, measured, mismatch
+from emgeo_utils.report import recorded
 
 
 def label(profile: str) -> str:
@@ -98,22 +100,26 @@ def gather(profile: str = "default") -> pd.DataFrame:
     return frame
 
 
-def by_model(profiles: list[str]) -> pd.DataFrame:
+def by_model(profiles: list[str], recorded_profiles: list[str] = ()) -> pd.DataFrame:
     """One row per claim (by kind, discriminating first), a column per profile's model, from each profile's
-    `claims.csv`, and a count of verdicts per model and kind; a claim a profile did not run says so."""
-    frames = {p: (pd.read_csv(f) if (f := paths.figures_dir(p) / "claims.csv").is_file() else pd.DataFrame(columns=COLUMNS))
+    `claims.csv`, and a count of verdicts per model and kind; a claim a profile did not run says so.
+    `recorded_profiles` this run did not compute add a column each from their committed claims
+    (`recorded`), named with the commit they ran at and marked STALE when the code has changed since."""
+    frames = {label(p): (pd.read_csv(f) if (f := paths.figures_dir(p) / "claims.csv").is_file() else pd.DataFrame(columns=COLUMNS))
               for p in profiles}
+    kept = recorded.available(list(recorded_profiles), profiles)
+    frames |= {r.title(): pd.DataFrame(r.rows, columns=COLUMNS) for r in kept}
     every = ordered(pd.concat(frames.values(), ignore_index=True).drop_duplicates(["notebook", "claim"]))
     rows = []
     for r in every.itertuples():
         row = {"notebook": r.notebook, "claim": r.claim, "kind": verdicts.KINDS.get(r.kind, r.kind),
                "paper predicts": r.predicts if isinstance(r.predicts, str) else "not in the paper"}
-        for profile, f in frames.items():
+        for name, f in frames.items():
             hit = f[(f.notebook == r.notebook) & (f.claim == r.claim)]
-            row[label(profile)] = (f"{hit.verdict.iloc[0]}: {measured(hit.iloc[0].to_dict())}" if len(hit)
-                                   else "not run in this profile")
+            row[name] = (f"{hit.verdict.iloc[0]}: {measured(hit.iloc[0].to_dict())}" if len(hit)
+                         else "not run in this profile")
         rows.append(row)
-    cols = ["notebook", "claim", "kind", "paper predicts"] + [label(p) for p in profiles]
+    cols = ["notebook", "claim", "kind", "paper predicts"] + list(frames)
     frame = pd.DataFrame(rows, columns=cols)
     folder = paths.figures_dir(profiles[0])
     frame.to_csv(folder / "claims_by_model.csv", index=False)
@@ -121,10 +127,15 @@ def by_model(profiles: list[str]) -> pd.DataFrame:
              + "`, `".join(str(paths.display_path(paths.figures_dir(p) / "claims.md")) for p in profiles)
              + "`, where the statements and notes are). 'not run in this profile' means the notebook or the claim was not "
              "run for that model, never a copied number.", ""]
-    for profile, f in frames.items():
+    for r in kept:
+        lines += [f"Column `{r.title()}`: not computed by this run but recorded by a whole run of the profile at commit "
+                  f"{r.commit} (`results/{r.profile}/claims.csv`, `make figures PROFILE={r.profile}`)."
+                  + (f" **STALE**: {r.why_stale()}; rerun the profile and `snapshot update {r.profile}`." if r.stale
+                     else " The code that computes it is unchanged since."), ""]
+    for name, f in frames.items():
         if len(f):
             c = counts(f).reset_index()
-            lines += [f"### Verdicts per kind: {label(profile)}", ""] + _markdown_table(c, list(c.columns)) + [""]
+            lines += [f"### Verdicts per kind: {name}", ""] + _markdown_table(c, list(c.columns)) + [""]
     lines += ["### Claims", ""] + _markdown_table(frame, cols)
     (folder / "claims_by_model.md").write_text("\n".join(lines) + "\n")
     return frame
@@ -159,12 +170,14 @@ if __name__ == "__main__":
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--by-model", nargs="+", metavar="PROFILE")
     group.add_argument("--failures", nargs="+", metavar="PROFILE", help="print what failed; exit 1 if anything did")
+    parser.add_argument("--recorded", nargs="*", default=[], metavar="PROFILE",
+                        help="with --by-model: profiles whose committed claims (results/) add a column, unless run here")
     args = parser.parse_args()
     if args.failures:
         found = failures(args.failures)
         print("\n".join(["make figures FAILED:"] + found) if found else f"every notebook ran and every claim came out "
               f"as expected ({', '.join(args.failures)})")
         sys.exit(1 if found else 0)
-    table = by_model(args.by_model)
+    table = by_model(args.by_model, args.recorded)
     print(f"{len(table)} claims x {len(table.columns) - 4} models -> "
           f"{paths.display_path(paths.figures_dir(args.by_model[0]) / 'claims_by_model.md')}")

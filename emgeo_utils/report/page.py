@@ -1,6 +1,6 @@
 """The reviewer's report: `figures/report/index.html`, one page with every claim, its evidence and its notebook.
 
-    python -m emgeo_utils.report.page default smollm2-135m
+    python -m emgeo_utils.report.page default smollm2-135m --recorded smollm2-135m-full
 
 From what the runs left behind (nothing typed by hand): each profile's claims records, the
 executed notebooks under `build/<profile>/` (exported to HTML beside the page, so every claim
@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import os
 import re
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import measured
 from emgeo_utils.report.claims_table import counts, failures, label, ordered
 from emgeo_utils.notebook.session import model_source
+from emgeo_utils.report import recorded
 from emgeo_utils.report.profiles import profile_notebooks, profile_parameters
 from emgeo_utils.report.run_notebooks import notebooks
 
@@ -91,7 +91,7 @@ class ProfileRun:
     """What one profile's run left: claims (with their cells), executed notebooks, figures, times."""
 
     def __init__(self, profile: str, out: Path):
-        self.profile, self.out = profile, out
+        self.profile, self.out, self.title, self.stale = profile, out, label(profile), False
         self.figures = paths.figures_dir(profile)
         self.executed = paths.build_dir() / profile
         self.claims: dict[str, list[dict]] = {}
@@ -126,11 +126,17 @@ class ProfileRun:
         return list(dict.fromkeys(n for n in names if n))
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+class RecordedRun(ProfileRun):
+    """A profile's committed claims (`recorded`), not run here: no executed notebooks or figures to link,
+    titled with the commit it ran at and marked STALE when the code has changed since."""
+
+    def __init__(self, rec: recorded.Recorded, out: Path):
+        self.profile, self.out, self.rec = rec.profile, out, rec
+        self.title, self.stale = rec.title(), rec.stale
+        self.claims = {}
+        for row in rec.rows:
+            self.claims.setdefault(row["notebook"], []).append(row)
+        self.times, self.cells, self.pages, self.figure_files = rec.times, {}, {}, {}
 
 
 def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
@@ -150,7 +156,7 @@ def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
 def claims_table(runs: list[ProfileRun]) -> str:
     every = pd.DataFrame([c for r in runs for cs in r.claims.values() for c in cs]).drop_duplicates(["notebook", "claim"])
     keys = list(zip(*[ordered(every)[k] for k in ("notebook", "claim")]))
-    head = "".join(f"<th>{html.escape(label(r.profile))}</th>" for r in runs)
+    head = "".join(_head(r) for r in runs)
     rows = []
     for nb, name in keys:
         found = [r.find(nb, name) for r in runs]
@@ -172,7 +178,7 @@ def verdict_counts(runs: list[ProfileRun]) -> str:
         c = counts(pd.DataFrame([c for cs in r.claims.values() for c in cs])).reset_index()
         head = "".join(f"<th>{html.escape(str(k))}</th>" for k in c.columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in c.itertuples(index=False))
-        parts.append(f"<h3>{html.escape(label(r.profile))}</h3><table class=counts><tr>{head}</tr>{body}</table>")
+        parts.append(f"<h3>{html.escape(r.title)}</h3><table class=counts><tr>{head}</tr>{body}</table>")
     return "".join(parts)
 
 
@@ -189,7 +195,7 @@ def notebook_sections(runs: list[ProfileRun]) -> str:
             summary = ", ".join(f"{n} {k}" for k, n in tally.items())
             page = r.pages.get(stem)
             link = f' (<a href="{html.escape(os.path.relpath(page, r.out))}">executed notebook</a>)' if page else ""
-            parts.append(f"<h3>{html.escape(label(r.profile))}{link}</h3><p>{len(cs)} claims: {html.escape(summary)}.</p><ul>")
+            parts.append(f"<h3>{html.escape(r.title)}{link}</h3><p>{len(cs)} claims: {html.escape(summary)}.</p><ul>")
             for c in ordered(pd.DataFrame(cs)).to_dict("records"):
                 held = "holds" if c["outcome"] else "does not hold"
                 parts.append(f"<li>{html.escape(c['statement'])}: <b>{held}</b> ("
@@ -220,7 +226,7 @@ def paper_map(runs: list[ProfileRun]) -> str:
             cells.append("<td>" + ("<br>".join(bits) or "not run in this profile") + "</td>")
         note = f"<br><i>not run here: {html.escape(e['not_run'])}</i>" if e.get("not_run") else ""
         rows.append(f"<tr><td>{html.escape(e['paper'])}{note}</td>{''.join(cells)}</tr>")
-    head = "".join(f"<th>{html.escape(label(r.profile))}</th>" for r in runs)
+    head = "".join(_head(r) for r in runs)
     return f"<table class=map><tr><th>the paper</th>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -231,11 +237,15 @@ def provenance(runs: list[ProfileRun]) -> str:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = "not installed"
-    rows = {"commit": _git("rev-parse", "HEAD") or "unknown",
-            "working tree": "dirty (uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else "clean",
-            "profiles": ", ".join(r.profile for r in runs),
+    rows = {"commit": recorded.git("rev-parse", "HEAD") or "unknown",
+            "working tree": "dirty (uncommitted changes)" if recorded.git("status", "--porcelain", "--untracked-files=no") else "clean",
+            "profiles": ", ".join(r.profile for r in runs if not isinstance(r, RecordedRun)),
             "page written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     for r in runs:
+        if isinstance(r, RecordedRun):
+            rows[f"recorded ({r.profile})"] = (f"not run here: committed claims of a whole run started {r.rec.record.get('started')} "
+                                               f"at commit {r.rec.commit} (results/{r.profile}/); "
+                                               + (f"STALE: {r.rec.why_stale()}" if r.stale else "the code that computes it is unchanged since"))
         rows[f"models ({r.profile})"] = "; ".join(model_source(m) for m in r.models()) or "unknown"
         t = r.times
         if "numerics" in t:
@@ -252,7 +262,7 @@ table{border-collapse:collapse;width:100%;font-size:0.85em;margin:1em 0}td,th{bo
 td.supports{background:#e3f4e3}td.contradicts{background:#fbe0e0}td.inconclusive{background:#fff4d6}td.beyond{background:#e6eefb}
 td.notrun{color:#888}td.notconfirmed{background:#fbe0e0;font-weight:bold}td.sanity{background:#eee}span.notconfirmed{color:#b00;font-weight:bold}span.supports{color:#1b7a1b}span.contradicts{color:#b00}span.inconclusive{color:#8a6d00}span.beyond{color:#1f4e9c}
 .unexpected{color:#b00}.value{color:#444}.reg{color:#777;font-size:0.9em}figure{display:inline-block;margin:0.5em;max-width:48%}
-figure img{max-width:100%;border:1px solid #ddd}div.failed{border:2px solid #b00;background:#fbe0e0;padding:0.5em 1em}figcaption{font-size:0.8em;color:#555}table.prov th{width:14em}"""
+figure img{max-width:100%;border:1px solid #ddd}th.stale{background:#fbe0e0}div.failed{border:2px solid #b00;background:#fbe0e0;padding:0.5em 1em}figcaption{font-size:0.8em;color:#555}table.prov th{width:14em}"""
 
 
 def failure_banner(profiles: list[str]) -> str:
@@ -265,11 +275,30 @@ def failure_banner(profiles: list[str]) -> str:
             f"failed or came out other than expected:<ul>{items}</ul></div>")
 
 
-def build(profiles: list[str]) -> Path:
+def _head(r: ProfileRun) -> str:
+    return f'<th class=stale>{html.escape(r.title)}</th>' if r.stale else f"<th>{html.escape(r.title)}</th>"
+
+
+def recorded_note(runs: list[ProfileRun]) -> str:
+    """Above the tables: which columns were not computed by this run, and which of them are stale."""
+    lines = []
+    for r in runs:
+        if isinstance(r, RecordedRun):
+            state = (f'<b class=unexpected>STALE</b>: {html.escape(r.rec.why_stale())}; rerun it with '
+                     f"<code>make figures PROFILE={html.escape(r.profile)}</code> and <code>snapshot update</code>" if r.stale
+                     else "the code that computes it is unchanged since")
+            lines.append(f"<li><b>{html.escape(r.title)}</b>: not run by <code>make figures</code> (too long for CI); its "
+                         f"claims were recorded by a whole run at commit {html.escape(r.rec.commit)} "
+                         f"(<code>results/{html.escape(r.profile)}/claims.csv</code>), without executed notebooks or figures here; "
+                         f"{state}.</li>")
+    return f"<p>Recorded columns:</p><ul class=recorded>{''.join(lines)}</ul>" if lines else ""
+
+
+def build(profiles: list[str], recorded_profiles: list[str] = ()) -> Path:
     out = report_dir()
     out.mkdir(parents=True, exist_ok=True)
     runs = [ProfileRun(p, out) for p in profiles]
-    runs = [r for r in runs if r.claims]
+    runs = [r for r in runs if r.claims] + [RecordedRun(rec, out) for rec in recorded.available(list(recorded_profiles), profiles)]
     if not runs:
         raise SystemExit(f"no claims found for profiles {profiles}: run `make figures` first")
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>emgeo: the reviewer's report</title>
@@ -285,6 +314,7 @@ against our bar; findings <span class=beyond>beyond the paper</span> and sanity 
 <span class=inconclusive>inconclusive</span>, with its reason. Rows are ordered by kind: discriminating controls first.
 Confirmatory claims that were not supported read <span class=notconfirmed>NOT CONFIRMED</span>.</p>
 {failure_banner(profiles)}
+{recorded_note(runs)}
 <nav><a href="#claims">claims</a> · <a href="#paper">paper map</a> · <a href="#notebooks">notebooks and figures</a> ·
 <a href="#provenance">provenance</a></nav>
 <h2 id=counts>Verdicts per model and kind</h2>{verdict_counts(runs)}
@@ -301,8 +331,10 @@ Confirmatory claims that were not supported read <span class=notconfirmed>NOT CO
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("profiles", nargs="+", help="profiles whose runs the page shows, e.g. default smollm2-135m")
+    parser.add_argument("--recorded", nargs="*", default=[], metavar="PROFILE",
+                        help="profiles whose committed claims (results/) the page adds, marked with their commit, unless run here")
     args = parser.parse_args(argv)
-    index = build(args.profiles)
+    index = build(args.profiles, args.recorded)
     print(f"report -> {paths.display_path(index)}")
     return 0
 

@@ -47,8 +47,12 @@ def stamp_file(profile: str) -> Path:
     return paths.figures_dir(profile) / "provenance.json"
 
 
+def results_dir(profile: str) -> Path:
+    return paths.PROJECT_ROOT / "results" / profile
+
+
 def recorded_file(profile: str) -> Path:
-    return paths.PROJECT_ROOT / "results" / profile / "provenance.json"
+    return results_dir(profile) / "provenance.json"
 
 
 def stamp(profile: str, selected: list[str] | None) -> None:
@@ -80,7 +84,7 @@ class Recorded:
 
     def __init__(self, profile: str):
         self.profile = profile
-        folder = paths.PROJECT_ROOT / "results" / profile
+        folder = results_dir(profile)
         if not (folder / "claims.csv").is_file() or not recorded_file(profile).is_file():
             raise FileNotFoundError(f"no recorded claims for {profile!r}: results/{profile}/claims.csv and "
                                     f"provenance.json come from `snapshot update {profile}` after a whole run")

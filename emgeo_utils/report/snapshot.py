@@ -32,7 +32,7 @@ VERDICT_FIELDS = ("outcome", "verdict", "as_expected")
 
 
 def snapshot_file(profile: str) -> Path:
-    return paths.PROJECT_ROOT / "results" / profile / "claims.csv"
+    return recorded.results_dir(profile) / "claims.csv"
 
 
 def fresh_file(profile: str) -> Path:

@@ -1,0 +1,83 @@
+"""A profile too long for CI: its committed claims appear in the report and in claims_by_model.md with
+the commit they ran at, and are marked STALE, naming the files, once the code has changed since."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from emgeo_utils.claims import record as claims
+from emgeo_utils.report import claims_table, page, recorded, snapshot
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """Fresh claims of two profiles under a temporary figures folder, committed results in another."""
+    monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("EMGEO_BUILD", str(tmp_path / "build"))
+    monkeypatch.setattr(recorded, "results_dir", lambda p: tmp_path / "results" / p)
+    code = {"emgeo_utils/a.py": "1", "notebooks/05_filtering.ipynb": "2"}
+    monkeypatch.setattr(recorded, "fingerprint", lambda p: dict(code))
+    monkeypatch.setattr(recorded, "git", lambda *a: "" if a[0] == "status" else "0123456789abcdef")
+    for profile, verdict in (("default", "supports the paper"), ("smollm2-135m-full", "inconclusive (CI spans the null)")):
+        folder = tmp_path / "figures" / ("" if profile == "default" else profile)
+        (folder / "claims").mkdir(parents=True, exist_ok=True)
+        row = dict.fromkeys(claims.COLUMNS) | {
+            "notebook": "05_filtering", "claim": "geometry_reduces_em", "kind": "paper", "family": "confirmatory",
+            "statement": "Removing samples reduces EM", "measure": "EM(unfiltered) - EM(geometry)", "value": 0.25,
+            "ci_low": -0.1, "ci_high": 0.6, "p_value": 0.03, "outcome": verdict.startswith("supports"),
+            "expected": "record: either way" if profile == "smollm2-135m-full" else True, "verdict": verdict, "as_expected": "as expected"}
+        (folder / "claims" / "05_filtering.json").write_text(json.dumps([row]))
+        claims_table.gather(profile)
+    recorded.stamp("smollm2-135m-full", None)
+    pd.DataFrame([{"notebook": "05_filtering", "seconds": 2100.0, "status": "ok"}]).to_csv(
+        tmp_path / "figures" / "smollm2-135m-full" / "notebook_times.csv", index=False)
+    snapshot.update(["smollm2-135m-full"])
+    return tmp_path, code
+
+
+def test_the_run_stamps_its_code_and_update_commits_the_stamp(project):
+    tmp_path, code = project
+    committed = json.loads((tmp_path / "results" / "smollm2-135m-full" / "provenance.json").read_text())
+    assert committed["commit"] == "0123456789abcdef" and committed["files"] == code and not committed["dirty"]
+    assert (tmp_path / "results" / "smollm2-135m-full" / "notebook_times.csv").is_file()
+    rec = recorded.Recorded("smollm2-135m-full")
+    assert not rec.stale and "0123456789" in rec.title() and "STALE" not in rec.title()
+    assert rec.rows[0]["value"] == 0.25 and rec.rows[0]["outcome"] is False and rec.rows[0]["registered"] is None
+
+
+def test_recorded_claims_are_a_column_and_marked_stale_once_the_code_moves(project):
+    tmp_path, code = project
+    frame = claims_table.by_model(["default"], ["smollm2-135m-full"])
+    fresh_column = [c for c in frame.columns if c.startswith("smollm2-135m-full (recorded")]
+    assert len(fresh_column) == 1 and frame[fresh_column[0]].iloc[0].startswith("inconclusive")
+    assert "unchanged since" in (tmp_path / "figures" / "claims_by_model.md").read_text()
+    code["notebooks/05_filtering.ipynb"] = "changed"
+    frame = claims_table.by_model(["default"], ["smollm2-135m-full"])
+    text = (tmp_path / "figures" / "claims_by_model.md").read_text()
+    assert any("STALE" in c for c in frame.columns) and "notebooks/05_filtering.ipynb" in text
+    html = page.build(["default"], ["smollm2-135m-full"]).read_text()
+    assert "<th class=stale>" in html and "notebooks/05_filtering.ipynb" in html and "commit 0123456789" in html
+
+
+def test_a_profile_run_here_is_not_also_shown_as_recorded_and_missing_ones_say_so(project, capsys):
+    assert recorded.available(["smollm2-135m-full", "nothing"], ["smollm2-135m-full"]) == []
+    assert [r.profile for r in recorded.available(["smollm2-135m-full", "nothing"], [])] == ["smollm2-135m-full"]
+    assert "[nothing] not shown" in capsys.readouterr().out
+
+
+def test_rerunning_some_notebooks_at_other_code_marks_the_stamp_mixed(project):
+    _, code = project
+    recorded.stamp("smollm2-135m-full", ["05"])  # same code: the whole run's stamp stands
+    assert "mixed" not in json.loads(recorded.stamp_file("smollm2-135m-full").read_text())
+    code["emgeo_utils/a.py"] = "changed"
+    recorded.stamp("smollm2-135m-full", ["05"])
+    assert json.loads(recorded.stamp_file("smollm2-135m-full").read_text())["mixed"] == ["05"]
+
+
+def test_the_fingerprint_covers_the_code_the_params_and_not_the_report():
+    files = recorded.fingerprint("smollm2-135m-full")
+    assert "emgeo_utils/experiment/world_lm.py" in files and "notebooks/05_filtering.ipynb" in files
+    assert "params/smollm2-135m-full/05_filtering.yaml" in files and "notebooks/claims/05_filtering.yaml" in files
+    assert "emgeo_utils/models/registry.yaml" in files and not any(f.startswith("emgeo_utils/report/") for f in files)
+    assert not any(f.startswith("params/default/") for f in files)
