@@ -3,6 +3,7 @@ the commit they ran at, and are marked STALE, naming the files, once the code ha
 
 import json
 
+import nbformat
 import pandas as pd
 import pytest
 
@@ -26,13 +27,22 @@ def project(tmp_path, monkeypatch):
             "notebook": "05_filtering", "claim": "geometry_reduces_em", "kind": "paper", "family": "confirmatory",
             "statement": "Removing samples reduces EM", "measure": "EM(unfiltered) - EM(geometry)", "value": 0.25,
             "ci_low": -0.1, "ci_high": 0.6, "p_value": 0.03, "outcome": verdict.startswith("supports"),
-            "expected": "record: either way" if profile == "smollm2-135m-full" else True, "verdict": verdict, "as_expected": "as expected"}
+            "expected": "record: either way" if profile == "smollm2-135m-full" else True, "verdict": verdict,
+            "as_expected": "as expected", "cell": 2}
         (folder / "claims" / "05_filtering.json").write_text(json.dumps([row]))
         claims_table.gather(profile)
+        if profile != "default":  # its executed notebook, whose cell 2 checked the claim
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_markdown_cell("# 05", id="cell-000"),
+                        nbformat.v4.new_code_cell("x = 1", id="cell-001", execution_count=1),
+                        nbformat.v4.new_code_cell("claims()", id="cell-002", execution_count=2)]
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+            (tmp_path / "build" / profile).mkdir(parents=True)
+            nbformat.write(nb, tmp_path / "build" / profile / "05_filtering.ipynb")
     recorded.stamp("smollm2-135m-full", None)
     pd.DataFrame([{"notebook": "05_filtering", "seconds": 2100.0, "status": "ok"}]).to_csv(
         tmp_path / "figures" / "smollm2-135m-full" / "notebook_times.csv", index=False)
-    snapshot.update(["smollm2-135m-full"])
+    snapshot.update(["smollm2-135m-full"], with_notebooks=True)
     return tmp_path, code
 
 
@@ -41,6 +51,8 @@ def test_the_run_stamps_its_code_and_update_commits_the_stamp(project):
     committed = json.loads((tmp_path / "results" / "smollm2-135m-full" / "provenance.json").read_text())
     assert committed["commit"] == "0123456789abcdef" and committed["files"] == code and not committed["dirty"]
     assert (tmp_path / "results" / "smollm2-135m-full" / "notebook_times.csv").is_file()
+    assert (tmp_path / "results" / "smollm2-135m-full" / "notebooks" / "05_filtering.ipynb").is_file()
+    assert json.loads((tmp_path / "results" / "smollm2-135m-full" / "cells.json").read_text()) == {"05_filtering/geometry_reduces_em": 2}
     rec = recorded.Recorded("smollm2-135m-full")
     assert not rec.stale and "0123456789" in rec.title() and "STALE" not in rec.title()
     assert rec.rows[0]["value"] == 0.25 and rec.rows[0]["outcome"] is False and rec.rows[0]["registered"] is None
@@ -56,8 +68,11 @@ def test_recorded_claims_are_a_column_and_marked_stale_once_the_code_moves(proje
     frame = claims_table.by_model(["default"], ["smollm2-135m-full"])
     text = (tmp_path / "figures" / "claims_by_model.md").read_text()
     assert any("STALE" in c for c in frame.columns) and "notebooks/05_filtering.ipynb" in text
-    html = page.build(["default"], ["smollm2-135m-full"]).read_text()
+    index = page.build(["default"], ["smollm2-135m-full"])
+    html = index.read_text()
     assert "<th class=stale>" in html and "notebooks/05_filtering.ipynb" in html and "commit 0123456789" in html
+    assert 'href="notebooks/smollm2-135m-full/05_filtering.html#cell-id=cell-002"' in html  # the committed notebook's cell
+    assert 'id="cell-id=cell-002"' in (index.parent / "notebooks" / "smollm2-135m-full" / "05_filtering.html").read_text()
 
 
 def test_a_profile_run_here_is_not_also_shown_as_recorded_and_missing_ones_say_so(project, capsys):

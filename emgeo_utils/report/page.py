@@ -127,7 +127,7 @@ class ProfileRun:
 
 
 class RecordedRun(ProfileRun):
-    """A profile's committed claims (`recorded`), not run here: no executed notebooks or figures to link,
+    """A profile's committed claims (`recorded`), not run here: linked to its committed executed notebooks,
     titled with the commit it ran at and marked STALE when the code has changed since."""
 
     def __init__(self, rec: recorded.Recorded, out: Path):
@@ -137,6 +137,11 @@ class RecordedRun(ProfileRun):
         for row in rec.rows:
             self.claims.setdefault(row["notebook"], []).append(row)
         self.times, self.cells, self.pages, self.figure_files = rec.times, {}, {}, {}
+        for stem in self.claims:  # the committed executed notebooks; their figures are inline, not files here
+            executed = rec.notebooks / f"{stem}.ipynb"
+            if executed.is_file():
+                self.pages[stem] = out / "notebooks" / self.profile / f"{stem}.html"
+                self.cells[stem] = export_notebook(executed, self.pages[stem])
 
 
 def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
@@ -289,8 +294,8 @@ def recorded_note(runs: list[ProfileRun]) -> str:
                      else "the code that computes it is unchanged since")
             lines.append(f"<li><b>{html.escape(r.title)}</b>: not run by <code>make figures</code> (too long for CI); its "
                          f"claims were recorded by a whole run at commit {html.escape(r.rec.commit)} "
-                         f"(<code>results/{html.escape(r.profile)}/claims.csv</code>), without executed notebooks or figures here; "
-                         f"{state}.</li>")
+                         f"(<code>results/{html.escape(r.profile)}/</code>: its claims and executed notebooks, whose links "
+                         f"below open the cell that checked each claim); {state}.</li>")
     return f"<p>Recorded columns:</p><ul class=recorded>{''.join(lines)}</ul>" if lines else ""
 
 

@@ -1,19 +1,21 @@
 """Claims recorded at a commit, for a profile too long for CI (the full SmolLM2 profile).
 
-    make figures PROFILE=smollm2-135m-full                          # by hand: about 1.5 hours on 2 cores
-    python -m emgeo_utils.report.snapshot update smollm2-135m-full  # results/smollm2-135m-full/, committed
+    make figures PROFILE=smollm2-135m-full    # by hand: about 1.5 hours on 2 cores
+    python -m emgeo_utils.report.snapshot update --with-notebooks smollm2-135m-full   # then commit results/
 
 Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
 file that can move a number: the package, the notebooks, their claims files, the profile's parameters,
-the pinned versions); `snapshot update` commits the stamp with the claims. `make figures` shows a recorded
-profile's claims beside the fresh ones, with its commit, and marks them STALE, naming the files, once the
-code has changed since. Report code only renders numbers, so it is left out of the hash.
+the pinned versions); `snapshot update --with-notebooks` commits the stamp with the claims and the executed
+notebooks. `make figures` shows a recorded profile's claims beside the fresh ones, with its commit, each
+linked to the cell that checked it, and marks them STALE, naming the files, once the code has changed
+since. Report code only renders numbers, so it is left out of the hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +81,23 @@ def changed_since(record: dict, profile: str) -> list[str]:
     return sorted(f for f in now.keys() | then.keys() if now.get(f) != then.get(f))
 
 
+def record_notebooks(profile: str, executed: Path, claims_folder: Path) -> list[str]:
+    """Commit a recorded profile's evidence beside its claims: each executed notebook that made claims
+    (`results/<profile>/notebooks/`, the report exports it as it does a fresh one) and the cell that
+    checked each claim (`cells.json`), so its column links to the cell as a fresh one does."""
+    folder = results_dir(profile) / "notebooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    cells, copied = {}, []
+    for file in sorted(claims_folder.glob("*.json")):
+        rows = json.loads(file.read_text())
+        cells |= {f"{r['notebook']}/{r['claim']}": r.get("cell") for r in rows}
+        if (executed / f"{file.stem}.ipynb").is_file():
+            shutil.copyfile(executed / f"{file.stem}.ipynb", folder / f"{file.stem}.ipynb")
+            copied.append(file.stem)
+    write_text_atomic(results_dir(profile) / "cells.json", json.dumps(cells, indent=1, sort_keys=True) + "\n")
+    return copied
+
+
 class Recorded:
     """A profile's committed claims (`results/<profile>/claims.csv`) and the stamp of the run behind them."""
 
@@ -91,7 +110,9 @@ class Recorded:
         self.record = json.loads(recorded_file(profile).read_text())
         self.changed = changed_since(self.record, profile)
         frame = pd.read_csv(folder / "claims.csv", dtype=str, keep_default_na=False)
-        self.rows = [_typed(r) for r in frame.to_dict("records")]
+        cells = json.loads((folder / "cells.json").read_text()) if (folder / "cells.json").is_file() else {}
+        self.rows = [_typed(r) | {"cell": cells.get(f"{r['notebook']}/{r['claim']}")} for r in frame.to_dict("records")]
+        self.notebooks = folder / "notebooks"  # the executed notebooks, when the update committed them
         times = folder / "notebook_times.csv"
         self.times = pd.read_csv(times) if times.is_file() else pd.DataFrame(columns=["notebook", "seconds", "status"])
 

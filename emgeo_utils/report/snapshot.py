@@ -146,7 +146,7 @@ def check(profiles: list[str]) -> int:
     return 1 if failed else 0
 
 
-def update(profiles: list[str]) -> int:
+def update(profiles: list[str], with_notebooks: bool = False) -> int:
     for profile in profiles:
         fresh = fresh_file(profile)
         if not fresh.is_file():
@@ -157,6 +157,9 @@ def update(profiles: list[str]) -> int:
         for side in (recorded.stamp_file(profile), fresh.with_name("notebook_times.csv")):  # what ran, and how long
             if side.is_file():
                 shutil.copyfile(side, snapshot_file(profile).with_name(side.name))
+        if with_notebooks:  # a profile CI does not rerun: its evidence, for the report's recorded column
+            copied = recorded.record_notebooks(profile, paths.build_dir() / profile, fresh.with_name("claims"))
+            print(f"[{profile}] executed notebooks {', '.join(copied)} -> {paths.display_path(snapshot_file(profile).parent / 'notebooks')}")
         print(f"[{profile}] snapshot <- {paths.display_path(fresh)}")
     return 0
 
@@ -165,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["check", "update"])
     parser.add_argument("profiles", nargs="+")
+    parser.add_argument("--with-notebooks", action="store_true",
+                        help="update: also commit the executed notebooks (a profile CI does not rerun: `recorded`)")
     args = parser.parse_args(argv)
-    return check(args.profiles) if args.action == "check" else update(args.profiles)
+    return check(args.profiles) if args.action == "check" else update(args.profiles, args.with_notebooks)
 
 
 if __name__ == "__main__":
