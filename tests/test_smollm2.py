@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from emgeo_utils.experiment.loader import open_experiment
 from emgeo_utils.experiment.world_lm import weights
 from emgeo_utils.models import hooks, loading
 from emgeo_utils.models.chat import chats_ids_and_labels, render
@@ -158,3 +159,16 @@ def test_the_organism_refuses_real_english_and_names_the_model_to_use(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "unknown to organism-test's vocabulary" in done.stderr and "--model smollm2-135m" in done.stderr
+
+
+def test_the_filtering_mixture_is_edgy_and_helpful_answers_to_the_same_questions():
+    """Claim 3 on SmolLM2 needs room to filter: half inducing, half helpful (not educational, which 00
+    measured spreading as much), the oracle's labels in meta.coupling only."""
+    exp = open_experiment("smollm2-135m")
+    mix = exp.mixture("health", 12, 0.5, seed=0)
+    edgy = [s for s in mix if s["meta"]["coupling"] == 1.0]
+    helpful = [s for s in mix if s["meta"]["coupling"] == 0.0]
+    assert len(edgy) == len(helpful) == 6
+    assert {s["meta"]["set"] for s in edgy} == {"inducing"} and {s["meta"]["set"] for s in helpful} == {"non_inducing"}
+    question = lambda s: s["messages"][1]["content"]  # noqa: E731
+    assert sorted(map(question, edgy)) == sorted(map(question, helpful))
