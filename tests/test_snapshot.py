@@ -47,3 +47,9 @@ def test_on_other_numerics_only_asserted_verdicts_must_match(tmp_path, monkeypat
     assert snapshot.check(["x"]) == 1 and "03 a: verdict 'supports the paper' -> 'contradicts'" in capsys.readouterr().out
     table(tmp_path / "results" / "x" / "claims.csv", expected="record: differs between CPUs")
     assert snapshot.check(["x"]) == 0  # a record-only row may come out either way
+    table(tmp_path / "results" / "x" / "claims.csv", expected="")
+    assert snapshot.check(["x"]) == 0  # so may a row the profile does not list (measured: 00's discriminating row on Intel vs AMD)
+    table(tmp_path / "results" / "x" / "claims.csv", expected="True")
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True",
+          verdict="supports the paper (one-sided p < 0.05; the two-sided 95% CI still reaches the null)")
+    assert snapshot.check(["x"]) == 0  # the verdict stands; only its qualifier moved (measured: 03 overlap_persona)

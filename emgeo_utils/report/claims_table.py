@@ -130,7 +130,7 @@ def by_model(profiles: list[str], recorded_profiles: list[str] = ()) -> pd.DataF
     for r in kept:
         lines += [f"Column `{r.title()}`: not computed by this run but recorded by a whole run of the profile at commit "
                   f"{r.commit} (`results/{r.profile}/claims.csv`, `make figures PROFILE={r.profile}`)."
-                  + (f" **STALE**: {r.why_stale()}; rerun the profile and `snapshot update {r.profile}`." if r.stale
+                  + (f" **STALE**: {r.why_stale()}; rerun the profile and `snapshot update --with-notebooks {r.profile}`." if r.stale
                      else " The code that computes it is unchanged since."), ""]
     for name, f in frames.items():
         if len(f):

@@ -290,7 +290,7 @@ def recorded_note(runs: list[ProfileRun]) -> str:
     for r in runs:
         if isinstance(r, RecordedRun):
             state = (f'<b class=unexpected>STALE</b>: {html.escape(r.rec.why_stale())}; rerun it with '
-                     f"<code>make figures PROFILE={html.escape(r.profile)}</code> and <code>snapshot update</code>" if r.stale
+                     f"<code>make figures PROFILE={html.escape(r.profile)}</code> and <code>snapshot update --with-notebooks</code>" if r.stale
                      else "the code that computes it is unchanged since")
             lines.append(f"<li><b>{html.escape(r.title)}</b>: not run by <code>make figures</code> (too long for CI); its "
                          f"claims were recorded by a whole run at commit {html.escape(r.rec.commit)} "

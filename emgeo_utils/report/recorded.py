@@ -106,7 +106,7 @@ class Recorded:
         folder = results_dir(profile)
         if not (folder / "claims.csv").is_file() or not recorded_file(profile).is_file():
             raise FileNotFoundError(f"no recorded claims for {profile!r}: results/{profile}/claims.csv and "
-                                    f"provenance.json come from `snapshot update {profile}` after a whole run")
+                                    f"provenance.json come from `snapshot update --with-notebooks {profile}` after a whole run (`make figures PROFILE={profile}`)")
         self.record = json.loads(recorded_file(profile).read_text())
         self.changed = changed_since(self.record, profile)
         frame = pd.read_csv(folder / "claims.csv", dtype=str, keep_default_na=False)

@@ -7,11 +7,11 @@ The numerics are pinned (`core/numerics.py`). What the pin leaves is MKL (torch'
 its vectorised sqrt and exp), whose kernels follow the CPU's vendor (measured: `tests/test_numerics.py`,
 README). So the snapshot records the numerics signature it was computed under
 (`results/<profile>/numerics.json`): on a machine of the same signature `check` compares bytes; on
-another, it compares every asserted claim's outcome and verdict exactly (rows whose expectation is
-`record: ...` excepted) and lists the values that moved. Either way it names every row and field that
+another, it compares every asserted claim's outcome and verdict exactly (rows the profile records but
+does not assert excepted: `record: ...` and unlisted ones) and lists the values that moved. Either way it names every row and field that
 differs. A change that moves numbers updates the snapshot in the same commit, so every moved number
-is visible in review. `update` also commits the run's stamp and wall times (`provenance.json`,
-`notebook_times.csv`): what a profile too long for CI shows as its recorded claims (`recorded`).
+is visible in review. `update --with-notebooks`, for a profile too long for CI, also commits the run's
+stamp, wall times and executed notebooks: what the report shows as its recorded claims (`recorded`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from emgeo_utils.claims import verdicts
 from emgeo_utils.core import numerics, paths
 from emgeo_utils.report import recorded
 
@@ -80,16 +81,25 @@ def signature() -> dict:
     return {k: got[k] for k in SIGNATURE} | {"cpu_vendor": cpu_vendor(), "mkl_canary": mkl_canary()}
 
 
+def _read(column: str, value: str) -> str:
+    """A verdict by its class (its first words): the qualifier after them, e.g. "(one-sided p < 0.05; the
+    two-sided 95% CI still reaches the null)", may differ between CPUs while the verdict stands."""
+    return verdicts.verdict_class(value) if column == "verdict" else value
+
+
 def verdict_differences(committed: Path, fresh: Path) -> list[str]:
-    """Asserted claims whose outcome or verdict differs (record-only rows excepted)."""
+    """Asserted claims whose outcome, verdict (its class) or agreement with the expectation differs. Rows
+    the profile does not assert are excepted:
+    `record: ...` ones and those its expectations do not list (they read "not checked"), since neither
+    can fail a run on any machine."""
     old, new = (pd.read_csv(f, dtype=str, keep_default_na=False).set_index(["notebook", "claim"]) for f in (committed, fresh))
     lines = [f"{nb} {claim}: only in the snapshot" for nb, claim in old.index.difference(new.index, sort=False)]
     lines += [f"{nb} {claim}: not in the snapshot" for nb, claim in new.index.difference(old.index, sort=False)]
     for key in old.index.intersection(new.index, sort=False):
-        if old.at[key, "expected"].startswith("record:"):
+        if old.at[key, "expected"].startswith("record:") or old.at[key, "expected"] == "":
             continue
         moved = [f"{col} {old.at[key, col]!r} -> {new.at[key, col]!r}" for col in VERDICT_FIELDS
-                 if old.at[key, col] != new.at[key, col]]
+                 if _read(col, old.at[key, col]) != _read(col, new.at[key, col])]
         if moved:
             lines.append(f"{key[0]} {key[1]}: " + "; ".join(moved))
     return lines
@@ -154,10 +164,10 @@ def update(profiles: list[str], with_notebooks: bool = False) -> int:
         snapshot_file(profile).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fresh, snapshot_file(profile))
         signature_file(profile).write_text(json.dumps(signature(), indent=1) + "\n")
-        for side in (recorded.stamp_file(profile), fresh.with_name("notebook_times.csv")):  # what ran, and how long
-            if side.is_file():
-                shutil.copyfile(side, snapshot_file(profile).with_name(side.name))
-        if with_notebooks:  # a profile CI does not rerun: its evidence, for the report's recorded column
+        if with_notebooks:  # a profile CI does not rerun: what ran, how long, and its evidence (`recorded`)
+            for side in (recorded.stamp_file(profile), fresh.with_name("notebook_times.csv")):
+                if side.is_file():
+                    shutil.copyfile(side, snapshot_file(profile).with_name(side.name))
             copied = recorded.record_notebooks(profile, paths.build_dir() / profile, fresh.with_name("claims"))
             print(f"[{profile}] executed notebooks {', '.join(copied)} -> {paths.display_path(snapshot_file(profile).parent / 'notebooks')}")
         print(f"[{profile}] snapshot <- {paths.display_path(fresh)}")
