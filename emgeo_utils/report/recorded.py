@@ -1,6 +1,6 @@
 """Claims recorded at a commit, for a profile too long for CI (the full SmolLM2 profile).
 
-    make figures PROFILE=smollm2-135m-full    # by hand: about 1.5 hours on 2 cores
+    make figures PROFILE=smollm2-135m-full    # by hand: past CI's budget (not yet timed whole on 2 cores)
     python -m emgeo_utils.report.snapshot update --with-notebooks smollm2-135m-full   # then commit results/
 
 Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
