@@ -1,6 +1,6 @@
 # emgeo: two commands on a fresh machine
 #   make figures   set up .venv if needed, then run every notebook (PROFILE=default) into figures/
-#   make test      set up .venv if needed, then unit tests and every notebook under nbval (test profile)
+#   make test      set up .venv if needed, then unit tests and every notebook under nbval (test profile), side by side
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -61,7 +61,12 @@ figures: $(STAMP)
 check-snapshot: $(STAMP)
 	$(PY) -m emgeo_utils.report.snapshot check $(PROFILES)
 
-test: unit nbtest
+# The unit tests and the notebooks under nbval side by side, one thread each (the test profile's notebooks
+# run with threads: 1; conftest.py sets the unit tests'): on two cores about the time of the longer one.
+# Each one's output appears, whole, when it ends (-Otarget), so the two never interleave.
+test: $(STAMP)
+	@echo "make test: unit tests and notebooks (nbval) side by side; each one's output appears when it ends"
+	$(MAKE) --no-print-directory -j2 -Otarget unit nbtest
 
 unit: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider -q tests

@@ -96,3 +96,30 @@ def test_the_fingerprint_covers_the_code_the_params_and_not_the_report():
     assert "params/smollm2-135m-full/05_filtering.yaml" in files and "notebooks/claims/05_filtering.yaml" in files
     assert "emgeo_utils/models/registry.yaml" in files and not any(f.startswith("emgeo_utils/report/") for f in files)
     assert not any(f.startswith("params/default/") for f in files)
+
+
+def test_a_run_is_dirty_only_when_code_that_can_move_its_numbers_is_uncommitted(tmp_path, monkeypatch):
+    """A deleted placeholder or an edited README leaves the stamp clean; an edited or new module does not."""
+    import subprocess
+
+    from emgeo_utils.core import paths
+
+    def sh(*args):
+        subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "emgeo_utils").mkdir()
+    (tmp_path / "figures").mkdir()
+    for name, text in (("emgeo_utils/a.py", "x = 1\n"), ("README.md", "hi\n"), ("figures/.gitkeep", "")):
+        (tmp_path / name).write_text(text)
+    sh("git", "init", "-q")
+    sh("git", "add", ".")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
+    files = {"emgeo_utils/a.py": "h"}
+    (tmp_path / "figures" / ".gitkeep").unlink()
+    (tmp_path / "README.md").write_text("edited\n")
+    assert recorded.uncommitted(files) == []
+    (tmp_path / "emgeo_utils" / "a.py").write_text("x = 2\n")
+    assert recorded.uncommitted(files) == ["emgeo_utils/a.py"]
+    (tmp_path / "emgeo_utils" / "b.py").write_text("y = 1\n")
+    assert recorded.uncommitted(files | {"emgeo_utils/b.py": "h"}) == ["emgeo_utils/a.py", "emgeo_utils/b.py"]

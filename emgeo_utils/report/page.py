@@ -143,6 +143,13 @@ class RecordedRun(ProfileRun):
                 self.pages[stem] = out / "notebooks" / self.profile / f"{stem}.html"
                 self.cells[stem] = export_notebook(executed, self.pages[stem])
 
+    def models(self) -> list[str]:
+        """The models the recorded run used, from papermill's record of its committed notebooks' parameters,
+        not from a params folder: the run is done, and a user's `EMGEO_PARAMS` need not hold its profile."""
+        names = [json.loads((self.rec.notebooks / f"{stem}.ipynb").read_text())["metadata"].get("papermill", {})
+                 .get("parameters", {}).get("model") for stem in self.claims if (self.rec.notebooks / f"{stem}.ipynb").is_file()]
+        return list(dict.fromkeys(n for n in names if n))
+
 
 def _claim_cell(run: ProfileRun, notebook: str, c: dict | None) -> str:
     if c is None:

@@ -1,6 +1,6 @@
 """Claims recorded at a commit, for a profile too long for CI (the full SmolLM2 profile).
 
-    make figures PROFILE=smollm2-135m-full    # by hand: past CI's budget (not yet timed whole on 2 cores)
+    make figures PROFILE=smollm2-135m-full    # by hand: past CI's budget (5,552 s on 2 cores, part cached; about 6,500 s cold)
     python -m emgeo_utils.report.snapshot update --with-notebooks smollm2-135m-full   # then commit results/
 
 Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
@@ -68,11 +68,17 @@ def stamp(profile: str, selected: list[str] | None) -> None:
             return
         record = previous | {"mixed": sorted(set(previous.get("mixed", [])) | set(selected))}
     else:
-        record = {"commit": git("rev-parse", "HEAD") or "unknown",
-                  "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        record = {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(uncommitted(files)),
                   "started": now, "notebooks": selected or "all", "files": files}
     stamp_file(profile).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(stamp_file(profile), json.dumps(record, indent=1) + "\n")
+
+
+def uncommitted(files: dict[str, str]) -> list[str]:
+    """Those of `files` whose content is not the commit's: a run is `dirty` only when code that can move
+    its numbers was uncommitted, not for a README edit or a deleted placeholder."""
+    status = git("status", "--porcelain", "--untracked-files=all", "--", *files)
+    return sorted(line.split(None, 1)[1] for line in status.splitlines() if line.strip())  # "XY path"
 
 
 def changed_since(record: dict, profile: str) -> list[str]:
