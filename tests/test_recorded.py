@@ -99,7 +99,8 @@ def test_the_fingerprint_covers_the_code_the_params_and_not_the_report():
 
 
 def test_a_run_is_dirty_only_when_code_that_can_move_its_numbers_is_uncommitted(tmp_path, monkeypatch):
-    """A deleted placeholder or an edited README leaves the stamp clean; an edited or new module does not."""
+    """A deleted placeholder, an edited README or report code leaves the stamp clean; an edited, new or deleted
+    module or a new parameter file does not."""
     import subprocess
 
     from emgeo_utils.core import paths
@@ -109,17 +110,21 @@ def test_a_run_is_dirty_only_when_code_that_can_move_its_numbers_is_uncommitted(
 
     (tmp_path / "emgeo_utils").mkdir()
     (tmp_path / "figures").mkdir()
-    for name, text in (("emgeo_utils/a.py", "x = 1\n"), ("README.md", "hi\n"), ("figures/.gitkeep", "")):
+    for name, text in (("emgeo_utils/a.py", "x = 1\n"), ("emgeo_utils/c.py", "z = 1\n"), ("emgeo_utils/report/r.py", "r = 1\n"),
+                       ("README.md", "hi\n"), ("figures/.gitkeep", "")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     sh("git", "init", "-q")
     sh("git", "add", ".")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
-    files = {"emgeo_utils/a.py": "h"}
     (tmp_path / "figures" / ".gitkeep").unlink()
     (tmp_path / "README.md").write_text("edited\n")
-    assert recorded.uncommitted(files) == []
+    (tmp_path / "emgeo_utils" / "report" / "r.py").write_text("r = 2\n")  # report code renders, moves no number
+    assert recorded.uncommitted("p") == []
     (tmp_path / "emgeo_utils" / "a.py").write_text("x = 2\n")
-    assert recorded.uncommitted(files) == ["emgeo_utils/a.py"]
     (tmp_path / "emgeo_utils" / "b.py").write_text("y = 1\n")
-    assert recorded.uncommitted(files | {"emgeo_utils/b.py": "h"}) == ["emgeo_utils/a.py", "emgeo_utils/b.py"]
+    (tmp_path / "emgeo_utils" / "c.py").unlink()
+    (tmp_path / "params" / "p").mkdir(parents=True)
+    (tmp_path / "params" / "p" / "00.yaml").write_text("seed: 1\n")
+    assert recorded.uncommitted("p") == ["emgeo_utils/a.py", "emgeo_utils/b.py", "emgeo_utils/c.py", "params/p/00.yaml"]

@@ -1,6 +1,6 @@
 """Claims recorded at a commit, for a profile too long for CI (the full SmolLM2 profile).
 
-    make figures PROFILE=smollm2-135m-full    # by hand: past CI's budget (5,552 s on 2 cores, part cached; about 6,500 s cold)
+    make figures PROFILE=smollm2-135m-full    # by hand: past CI's budget (5,552 s on 2 cores, part cached; about 6,900 s cold)
     python -m emgeo_utils.report.snapshot update --with-notebooks smollm2-135m-full   # then commit results/
 
 Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
@@ -37,10 +37,15 @@ def git(*args: str) -> str:
         return ""
 
 
+def sources(profile: str) -> tuple[str, ...]:
+    """The patterns of the files that can move a number of `profile` (report code aside)."""
+    return SOURCES + (f"params/{profile}/*.yaml",)
+
+
 def fingerprint(profile: str) -> dict[str, str]:
     """{project-relative path: sha256 prefix} of every file that can move a number of `profile`."""
     root = paths.PROJECT_ROOT
-    files = {f for pattern in SOURCES + (f"params/{profile}/*.yaml",) for f in root.glob(pattern) if f.is_file()}
+    files = {f for pattern in sources(profile) for f in root.glob(pattern) if f.is_file()}
     rel = sorted(str(f.relative_to(root)) for f in files)
     return {r: hashlib.sha256((root / r).read_bytes()).hexdigest()[:16] for r in rel if not r.startswith(RENDERING_ONLY)}
 
@@ -68,16 +73,17 @@ def stamp(profile: str, selected: list[str] | None) -> None:
             return
         record = previous | {"mixed": sorted(set(previous.get("mixed", [])) | set(selected))}
     else:
-        record = {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(uncommitted(files)),
+        record = {"commit": git("rev-parse", "HEAD") or "unknown", "dirty": bool(uncommitted(profile)),
                   "started": now, "notebooks": selected or "all", "files": files}
     stamp_file(profile).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(stamp_file(profile), json.dumps(record, indent=1) + "\n")
 
 
-def uncommitted(files: dict[str, str]) -> list[str]:
-    """Those of `files` whose content is not the commit's: a run is `dirty` only when code that can move
-    its numbers was uncommitted, not for a README edit or a deleted placeholder."""
-    status = git("status", "--porcelain", "--untracked-files=all", "--", *files)
+def uncommitted(profile: str) -> list[str]:
+    """The files that can move a number of `profile` and differ from the commit (changed, new or deleted):
+    a run is `dirty` only for these, not for a README edit or a deleted placeholder."""
+    specs = [f":(glob){p}" for p in sources(profile)] + [f":(exclude){RENDERING_ONLY}"]
+    status = git("status", "--porcelain", "--untracked-files=all", "--", *specs)
     return sorted(line.split(None, 1)[1] for line in status.splitlines() if line.strip())  # "XY path"
 
 
