@@ -21,9 +21,13 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.emgeo-installed
 
 # The offline profiles never touch the hub; real-model profiles (params/<model>/) need it.
+# Offline profiles run side by side (see `figures`); real-model profiles, a GPU's worth each, one at a time.
 ifeq ($(filter-out default test large smollm2-135m smollm2-135m-full,$(PROFILES)),)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
+FIGURES_JOBS ?= 2
+else
+FIGURES_JOBS ?= 1
 endif
 # Keep every run's side files inside the project.
 export TOKENIZERS_PARALLELISM := false
@@ -32,7 +36,7 @@ export MPLCONFIGDIR := $(CURDIR)/build/matplotlib
 export IPYTHONDIR := $(CURDIR)/build/ipython
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup figures test unit nbtest lab check-report check-snapshot check-screen bench clean distclean
+.PHONY: FORCE setup figures test unit nbtest lab check-report check-snapshot check-screen bench clean distclean
 
 setup: $(STAMP)
 
@@ -50,12 +54,20 @@ endif
 
 # Every profile runs and the tables and the page are written even when a notebook fails (the page
 # says what failed); then the run exits non-zero naming each failed notebook and flipped claim.
+# The profiles run side by side (FIGURES_JOBS at a time; every line says its profile). Every notebook
+# kernel and every cached job runs one thread, so no number depends on what runs beside it (check-snapshot
+# holds them byte for byte), and one profile's single-threaded stretches use the core the other leaves idle.
 figures: $(STAMP)
-	status=0; for p in $(PROFILES); do $(PY) -m emgeo_utils.report.run_notebooks --profile $$p || status=1; done; \
+	status=0; $(MAKE) --no-print-directory -k -j$(FIGURES_JOBS) $(addprefix notebooks-,$(PROFILES)) || status=1; \
 	$(PY) -m emgeo_utils.report.claims_table --by-model $(PROFILES) --recorded $(RECORDED) || status=1; \
 	$(PY) -m emgeo_utils.report.page $(PROFILES) --recorded $(RECORDED) || status=1; \
 	$(PY) -m emgeo_utils.report.claims_table --failures $(PROFILES) || status=1; \
 	exit $$status
+
+notebooks-%: $(STAMP) FORCE
+	$(PY) -m emgeo_utils.report.run_notebooks --profile $*
+
+FORCE:
 
 # The fresh claims tables against the committed snapshot (results/<profile>/claims.csv), byte for byte.
 check-snapshot: $(STAMP)

@@ -122,6 +122,7 @@ def by_model(profiles: list[str], recorded_profiles: list[str] = ()) -> pd.DataF
     cols = ["notebook", "claim", "kind", "paper predicts"] + list(frames)
     frame = pd.DataFrame(rows, columns=cols)
     folder = paths.figures_dir(profiles[0])
+    folder.mkdir(parents=True, exist_ok=True)  # a profile whose notebooks all failed to start has none yet
     frame.to_csv(folder / "claims_by_model.csv", index=False)
     lines = ["# Claims by model", "", "Each model's verdict and measurement, from its profile's claims table (`"
              + "`, `".join(str(paths.display_path(paths.figures_dir(p) / "claims.md")) for p in profiles)

@@ -13,6 +13,7 @@ claims of all notebooks to `<figures>/claims.md` and `claims.csv`; the code that
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -132,19 +133,28 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     else:
         frame_all = frame
     frame_all.to_csv(latest, index=False)
-    history = paths.build_dir() / "notebook_times_history.csv"
-    if history.exists() and history.read_text().split("\n", 1)[0] != ",".join(frame.columns):
-        history.rename(history.with_suffix(".old.csv"))  # columns changed: start a new history
-    frame.to_csv(history, mode="a", header=not history.exists(), index=False)
+    append_history(frame)
     table = claims_table.gather(profile)
-    print(f"\n{len(table)} claims -> {paths.display_path(figures / 'claims.md')}")
+    summary = [f"{len(table)} claims -> {paths.display_path(figures / 'claims.md')}"]
     if len(table):
-        print(table[["notebook", "claim", "verdict", "as_expected"]].to_string(index=False))
-    print(f"total {frame.seconds.sum():.1f} s")
+        summary += table[["notebook", "claim", "verdict", "as_expected"]].to_string(index=False).splitlines()
+    summary.append(f"total {frame.seconds.sum():.1f} s")
     if failed:
-        print(f"FAILED notebooks: {', '.join(failed)} (executed copies in {paths.display_path(out)})")
-        return 1
-    return 0
+        summary.append(f"FAILED notebooks: {', '.join(failed)} (executed copies in {paths.display_path(out)})")
+    # Every line says its profile: `make figures` runs profiles side by side into one log.
+    print("\n" + "\n".join(f"[{profile}] {line}" for line in summary), flush=True)
+    return 1 if failed else 0
+
+
+def append_history(frame: pd.DataFrame) -> None:
+    """Add a run's rows to build/notebook_times_history.csv, under a lock: `make figures` runs profiles side by side."""
+    history = paths.build_dir() / "notebook_times_history.csv"
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with open(history.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if history.exists() and history.read_text().split("\n", 1)[0] != ",".join(frame.columns):
+            history.rename(history.with_suffix(".old.csv"))  # columns changed: start a new history
+        frame.to_csv(history, mode="a", header=not history.exists(), index=False)
 
 
 def main(argv: list[str] | None = None) -> int:
