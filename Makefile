@@ -58,6 +58,7 @@ endif
 # kernel and every cached job runs one thread, so no number depends on what runs beside it (check-snapshot
 # holds them byte for byte), and one profile's single-threaded stretches use the core the other leaves idle.
 figures: $(STAMP)
+	@echo "make figures: profiles $(PROFILES), $(FIGURES_JOBS) at a time; each line names its profile"
 	status=0; $(MAKE) --no-print-directory -k -j$(FIGURES_JOBS) $(addprefix notebooks-,$(PROFILES)) || status=1; \
 	$(PY) -m emgeo_utils.report.claims_table --by-model $(PROFILES) --recorded $(RECORDED) || status=1; \
 	$(PY) -m emgeo_utils.report.page $(PROFILES) --recorded $(RECORDED) || status=1; \
