@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emgeo_utils.core import paths, stats
@@ -15,22 +16,30 @@ from emgeo_utils.report import claims_table
 SPEC = """claims:
   - {id: effect, kind: paper, family: confirmatory, paper: p, statement: "effect at {level}", measure: m, design: d}
   - {id: effect_b, kind: paper, family: confirmatory, paper: p, statement: s, measure: m, design: d}
-  - {id: absent, kind: negative_control, paper: p, statement: s, measure: m, design: d, margin: 0.1}
-  - {id: split, kind: discriminating, paper: p, statement: s, measure: m, design: d, margin: 0.05}
+  - {id: absent, kind: negative_control, paper: p, statement: s, measure: m, design: d, margin: 0.1, margin_rule: r}
+  - {id: absent_late, kind: negative_control, paper: p, statement: s, measure: m, design: d, margin: 0.1, margin_rule: r}
+  - {id: split, kind: discriminating, paper: p, statement: s, measure: m, design: d, margin: 0.05, margin_rule: r}
   - {id: extra, kind: finding, paper: p, statement: s, measure: m, design: d}
   - {id: bar, kind: criterion, paper: p, statement: s, measure: m, design: d, null_value: level, criterion: ">= {level}"}
   - {id: algebra, kind: sanity, paper: p, statement: s, measure: m, design: d}
   - {id: down, kind: paper, paper: p, statement: s, measure: m, design: d, direction: -1}
+  - {id: gated, kind: paper, paper: p, statement: s, measure: m, design: d, gated_by: split}
+  - {id: count, kind: negative_control, paper: p, statement: s, measure: m, design: d, descriptive: "too few units"}
 """
 
 
 @pytest.fixture
 def record(tmp_path, monkeypatch):
-    """A record for notebook `99_test` with the claims file above and expectations given per test."""
+    """A record for notebook `99_test` with the claims file above and expectations given per test; the claims
+    history says `absent_late`'s margin was set after its first result (post hoc), every other one before."""
+    from emgeo_utils.claims import history
+
     monkeypatch.setenv("EMGEO_FIGURES", str(tmp_path / "figures"))
     (tmp_path / "claims").mkdir()
     (tmp_path / "claims" / "99_test.yaml").write_text(SPEC)
     monkeypatch.setattr(claim_specs, "claims_file", lambda nb: tmp_path / "claims" / f"{nb}.yaml")
+    monkeypatch.setattr(history, "claim_history", lambda nb, claim: dict.fromkeys(history.FIELDS) | {
+        "declared": "2026-12-01", "preregistered": claim != "absent_late", "margin_post_hoc": claim == "absent_late"})
     claim_specs.specs.cache_clear()
 
     def make(expect: dict | None = None, params: dict | None = None):
@@ -40,30 +49,48 @@ def record(tmp_path, monkeypatch):
     claim_specs.specs.cache_clear()
 
 
-# (claim, statistics, verdict): every verdict of every kind is reachable
+# (claim, statistics, verdict): every verdict of every kind is reachable, and every reason is literally true
 CASES = [
     ("effect", dict(value=0.3, ci=(0.1, 0.5), p=0.01), "supports the paper"),
     ("effect", dict(value=0.3, ci=(-0.01, 0.5), p=0.04),
      "supports the paper (one-sided p < 0.05; the two-sided 95% CI still reaches the null)"),
     ("effect", dict(value=-0.3, ci=(-0.5, -0.1), p=0.99), "NOT CONFIRMED: contradicts the paper (significant the other way)"),
-    ("effect", dict(value=0.1, ci=(-0.2, 0.4), p=0.2), "NOT CONFIRMED: inconclusive (CI spans the null)"),
+    ("effect", dict(value=0.1, ci=(-0.2, 0.4), p=0.2), "NOT CONFIRMED: inconclusive (CI spans the null: +0.1 [-0.2, 0.4], p 0.2)"),
     ("effect", dict(value=0.3, ci=(0.1, 0.5), p=0.125, smallest_p=0.125),
      "NOT CONFIRMED: inconclusive (underpowered: the smallest achievable p is 0.125)"),
     ("effect", dict(value=0.3, ci=(0.1, 0.5), p=0.01, criterion_met=False),
      "NOT CONFIRMED: inconclusive (significant, but the claim's criterion is missed)"),
     ("effect", dict(value=float("nan"), p=0.01), "NOT CONFIRMED: not computable (the value is NaN)"),
     ("effect", dict(value=0.3), "NOT CONFIRMED: inconclusive (no test)"),
-    ("split", dict(value=0.01, ci=(-0.02, 0.03), p=0.3), "contradicts the paper (no effect: equivalence within ±0.05 shown)"),
+    ("effect", dict(value=0.3, p=0.2), "NOT CONFIRMED: inconclusive (no CI, and the p does not reach alpha: +0.3, p 0.2)"),
+    # the CI beyond the null, the p not below alpha and not underpowered: the reason says exactly that
+    ("effect", dict(value=0.3, ci=(0.1, 0.5), p=0.09),
+     "NOT CONFIRMED: inconclusive (the CI lies beyond the null, but the test's p does not reach 0.05: +0.3 [0.1, 0.5], p 0.09)"),
+    # the reason names the comparison that decided, when the design says which
+    ("effect", dict(value=0.04, ci=(-0.1, 0.19), p=0.3, deciding="against base: +0.04 [-0.1, 0.19], p 0.3"),
+     "NOT CONFIRMED: inconclusive (CI spans the null: against base: +0.04 [-0.1, 0.19], p 0.3)"),
+    ("split", dict(value=0.01, ci=(-0.02, 0.03), p=0.3),
+     "contradicts the paper (no effect: equivalence within ±0.05 shown, 95% CI [-0.02, 0.03])"),
+    ("split", dict(value=0.01, ci=(-0.06, 0.07), tost_ci=(-0.04, 0.045), p=0.3),
+     "contradicts the paper (no effect: equivalence within ±0.05 shown, 90% CI [-0.04, 0.045])"),
     ("split", dict(value=0.3, ci=(0.1, 0.5), p=0.01), "supports the paper"),
-    ("split", dict(value=0.05, ci=(-0.1, 0.2), p=0.3), "inconclusive (CI spans the null)"),
-    ("absent", dict(value=0.01, ci=(-0.05, 0.06), p=0.4), "supports the paper (absent: equivalence within ±0.1 shown)"),
-    ("absent", dict(value=0.01, ci=(-0.3, 0.3), p=0.4), "inconclusive (equivalence not shown: the CI reaches beyond ±0.1)"),
-    ("absent", dict(value=0.3, ci=(0.2, 0.4), p=0.001), "contradicts the paper (an effect where none is predicted)"),
+    ("split", dict(value=0.05, ci=(-0.1, 0.2), p=0.3), "inconclusive (CI spans the null: +0.05 [-0.1, 0.2], p 0.3)"),
+    ("absent", dict(value=0.01, ci=(-0.05, 0.06), p=0.4),
+     "supports the paper (absent: equivalence within ±0.1 shown, 95% CI [-0.05, 0.06])"),
+    ("absent", dict(value=0.01, ci=(-0.3, 0.3), p=0.4),
+     "inconclusive (equivalence not shown: the 95% CI [-0.3, 0.3] reaches beyond ±0.1)"),
+    ("absent", dict(value=0.01, ci=(-0.3, 0.3), tost_ci=(-0.2, 0.2), p=0.4),
+     "inconclusive (equivalence not shown: the 90% CI [-0.2, 0.2] reaches beyond ±0.1)"),
+    ("absent", dict(value=0.3, ci=(0.2, 0.4), p=0.001),
+     "contradicts the paper (an effect where none is predicted: +0.3 [0.2, 0.4], p 0.001)"),
     ("absent", dict(value=-0.3, ci=(-0.4, -0.2), p=0.999), "inconclusive (an effect the other way: not the absence predicted)"),
     ("absent", dict(value=0.0, p=0.5), "inconclusive (no CI: equivalence cannot be shown)"),
+    ("absent_late", dict(value=0.01, ci=(-0.05, 0.06), tost_ci=(-0.04, 0.05), p=0.4),
+     "equivalence post hoc, not evidence (within ±0.1: 90% CI [-0.04, 0.05]; the margin was set after the values it judges)"),
+    ("count", dict(value=0.0, ci=(0.0, 0.3)), "descriptive (the design cannot decide it: too few units)"),
     ("extra", dict(value=0.3, ci=(0.1, 0.5), p=0.01), "effect shown"),
     ("extra", dict(value=-0.3, ci=(-0.5, -0.1), p=0.99), "opposite effect (significant)"),
-    ("extra", dict(value=0.1, ci=(-0.1, 0.3), p=0.2), "inconclusive (CI spans the null)"),
+    ("extra", dict(value=0.1, ci=(-0.1, 0.3), p=0.2), "inconclusive (CI spans the null: +0.1 [-0.1, 0.3], p 0.2)"),
     ("bar", dict(value=0.9, ci=(0.85, 0.95)), "meets our criterion (>= 0.8; ours, not the paper's)"),
     ("bar", dict(value=0.6, ci=(0.5, 0.7)), "misses our criterion (>= 0.8; ours, not the paper's)"),
     ("bar", dict(value=0.8, ci=(0.7, 0.9)), "inconclusive (the CI spans our bar: >= 0.8; ours, not the paper's)"),
@@ -72,6 +99,8 @@ CASES = [
     ("algebra", dict(value=1.0, outcome=False), "sanity check FAILED (a bug: see the note)"),
     ("down", dict(value=-0.3, ci=(-0.5, -0.1), p=0.01), "supports the paper"),
     ("down", dict(value=0.3, ci=(0.1, 0.5), p=0.01), "contradicts the paper (significant the other way)"),
+    ("gated", dict(value=0.3, ci=(0.1, 0.5), p=0.01),
+     "effect present, not specific to EM (its content-matched control, split, was not measured here)"),
 ]
 
 
@@ -136,30 +165,82 @@ def test_helpers_apply_one_rule_per_design(record):
     rec = record()
     c = rec.over_units("extra", [0.3, 0.5, 0.4])
     assert c.p_value == pytest.approx(stats.seed_level_test(np.array([0.3, 0.5, 0.4]))[1]) and c.units == "3/3"
+    assert (c.tost_low, c.tost_high) == pytest.approx(stats.mean_ci([0.3, 0.5, 0.4], 0.90)[1:])
     c = rec.over_units("bar", [0.9, 0.95, 0.85], correlation=True)  # a bar on Fisher's z, read by its CI, no p
-    assert c.null_value == 0.8 and c.p_value is None and c.verdict.startswith(("meets", "inconclusive"))
+    assert c.null_value == 0.8 and c.p_value is None and c.ci_low < 0.8 < c.ci_high
+    assert c.verdict == "inconclusive (the CI spans our bar: >= 0.8; ours, not the paper's)"
     c = rec.paired("extra", np.array([0.3, 0.4, 0.5, 0.6]), np.array([0.1, 0.2, 0.2, 0.3]), n_perm=100)
     assert c.smallest_p == 1 / 16 and c.verdict.startswith("inconclusive (underpowered")
     c = rec.paired("down", np.array([0.1, 0.2, 0.2, 0.3, 0.1, 0.2]), np.array([0.3, 0.4, 0.5, 0.6, 0.4, 0.5]), n_perm=100)
     assert c.p_value == pytest.approx(1 / 64) and c.units == "6/6" and c.verdict == "supports the paper"
-    c = rec.share("effect", 8, 9, bar=0.7)
-    assert c.verdict == "supports the paper" and c.units == "8/9" and c.ci_low < 0.7 < c.ci_high
-    c = rec.share("effect", 5, 9, bar=0.7)
-    assert c.verdict.startswith("NOT CONFIRMED: inconclusive (significant, but the claim's criterion is missed")
-    c = rec.share("absent", 0, 9, bar=0.3)
-    assert c.verdict.startswith("inconclusive") or c.verdict.startswith("supports")
     c = rec.noninferiority("down", np.array([0.01, -0.01, 0.0, 0.005, -0.005, 0.0]), margin=0.05)
     assert c.outcome and c.null_value == 0.05 and c.verdict == "supports the paper"
-    c = rec.exceeds_all("extra", np.array([0.5, 0.6, 0.55]), {"other": np.array([0.1, 0.2, 0.15]), "base": 0.5})
-    assert c.value == pytest.approx(0.4) and "vs base" in c.note
+
+
+def test_a_share_claim_tests_its_bar_whatever_the_dependence(record):
+    """"An effect in at least 70% of 9 domains" needs 7 domains shown by Holm (valid under any dependence):
+    the claim's p is the 7th smallest Holm-adjusted p, its lower bound the share Holm shows."""
+    rec = record()
+    strong = pd.Series([1e-4] * 8 + [0.5], index=list("abcdefghi"))
+    c = rec.share("effect", strong, bar=0.7)
+    assert c.units == "8/9" and c.null_value == pytest.approx(6 / 9) and c.ci_low == pytest.approx(8 / 9)
+    assert c.p_value == pytest.approx(sorted(verdicts.holm(strong.tolist()))[6]) and c.verdict == "supports the paper"
+    # 8 of 9 below alpha one by one, but only 3 survive Holm: the bar is not shown, and the reason says why
+    weak = pd.Series([0.001, 0.002, 0.003, 0.02, 0.03, 0.03, 0.04, 0.04, 0.5], index=list("abcdefghi"))
+    c = rec.share("effect", weak, bar=0.7)
+    assert c.units == "8/9" and c.ci_low == pytest.approx(3 / 9) and c.p_value >= 0.05
+    assert c.verdict == ("NOT CONFIRMED: inconclusive (CI spans the null: 3 of 9 shown after Holm (the bar needs 7), "
+                         f"p {c.p_value:.3g})")
+    # all nine below alpha: supported only if Holm shows seven
+    c = rec.share("effect", pd.Series([0.004] * 9), bar=0.7)
+    assert c.p_value == pytest.approx(0.036) and c.verdict == "supports the paper"
+    c = rec.share("count", pd.Series([0.5] * 9), bar=0.3)
+    assert c.verdict == "descriptive (the design cannot decide it: too few units)" and c.p_value is None
+    assert rec.share("effect", pd.Series([0.01, float("nan")]), bar=0.5).verdict.startswith("NOT CONFIRMED: not computable")
+
+
+def test_exceeds_all_shows_the_comparison_that_decides(record):
+    """The p is the largest over comparisons and the value and CI are that comparison's; a base model's rate
+    enters with its sampling error (Welch), not as a fixed number."""
+    rec = record()
+    a, other = np.array([0.5, 0.6, 0.55]), np.array([0.1, 0.2, 0.15])
+    c = rec.exceeds_all("extra", a, {"other": other, "base": (0.45, 0.1, 40)})
+    d, lo, hi, p, lo90, hi90 = stats.welch_against_rate(a, 0.45, 0.1, 40)
+    assert p > stats.seed_level_test(a, other)[1]  # the base comparison decides
+    assert (c.value, c.ci_low, c.ci_high, c.p_value) == pytest.approx((d, lo, hi, p)) and c.value == pytest.approx(0.1)
+    assert c.verdict == f"inconclusive (CI spans the null: against base: +0.1 [{lo:.3g}, {hi:.3g}], p {p:.3g})"
+    assert "vs other: +0.400" in c.note
+    # a fixed base rate (no error) would have claimed more than the data show
+    assert stats.seed_level_test(a - 0.45)[1] < p
+    c = rec.exceeds_all("extra", a, {"other": other, "base": (0.2, 0.01, 400)})
+    largest = max(stats.seed_level_test(a, other)[1], stats.welch_against_rate(a, 0.2, 0.01, 400)[3])
+    assert c.verdict == "effect shown" and c.p_value == pytest.approx(largest)
+
+
+def test_a_gated_claim_counts_only_when_its_control_supports_the_paper(record):
+    rec = record()
+    rec.record("gated", value=0.3, ci=(0.1, 0.5), p=0.01)
+    rec.record("split", value=0.01, ci=(-0.02, 0.03), p=0.3)  # equivalence: the control spreads as much
+    gated = next(c for c in rec.claims if c.claim == "gated")
+    assert gated.verdict == "effect present, not specific to EM (the content-matched control shows as much: split)"
+    assert verdicts.verdict_class(gated.verdict) == "effect present, not specific to EM"
+    rec.record("split", value=0.05, ci=(-0.1, 0.2), p=0.3)
+    assert gated.verdict.endswith("does not separate it: split inconclusive)")
+    rec.record("split", value=0.3, ci=(0.1, 0.5), p=0.01)
+    assert gated.verdict == "supports the paper"
+    assert rec.record("gated", value=0.1, ci=(-0.2, 0.4), p=0.2).verdict.startswith("inconclusive (CI spans the null")
+
+
+def test_claims_carry_their_declared_date_and_whether_they_were_preregistered(record):
+    row = record().record("absent_late", value=0.0, ci=(-0.01, 0.01)).__dict__
+    assert row["declared"] == "2026-12-01" and row["preregistered"] is False and row["margin_post_hoc"] is True
 
 
 def test_a_claim_not_in_the_claims_file_is_refused_naming_the_file(record):
     with pytest.raises(claim_specs.ClaimSpecError, match="'nope' is not declared in .*99_test.yaml"):
         record().record("nope", value=1.0)
-    with pytest.raises(claim_specs.ClaimSpecError, match="names 'level'"):
-        record(params={}).record("effect", value=1.0, level=None) if False else claims.ClaimsRecord(
-            "99_test", "default", {}, expectations={}).record("effect", value=1.0)
+    with pytest.raises(claim_specs.ClaimSpecError, match="names 'level'"):  # a statement naming an unknown word
+        claims.ClaimsRecord("99_test", "default", {}, expectations={}).record("effect", value=1.0)
 
 
 def test_bad_claims_and_expectation_files_name_file_line_and_field(tmp_path, monkeypatch):
@@ -170,6 +251,10 @@ def test_bad_claims_and_expectation_files_name_file_line_and_field(tmp_path, mon
             ("claims:\n  - {id: a, kind: paper, paper: p, statement: s, measure: m, design: d, colour: red}\n", "line 2, claim 'a': unknown field"),
             ("claims:\n  - {id: a, kind: papers, paper: p, statement: s, measure: m, design: d}\n", "kind 'papers' is not one of"),
             ("claims:\n  - {id: a, kind: negative_control, paper: p, statement: s, measure: m, design: d}\n", "needs an equivalence margin"),
+            ("claims:\n  - {id: a, kind: negative_control, paper: p, statement: s, measure: m, design: d, margin: 1}\n",
+             "needs the rule that fixed it"),
+            ("claims:\n  - {id: a, kind: paper, paper: p, statement: s, measure: m, design: d, gated_by: b}\n",
+             "gated_by names \\['b'\\]"),
             ("claims:\n  - {id: a, kind: finding, family: confirmatory, paper: p, statement: s, measure: m, design: d}\n", "are confirmatory"),
             ("claims:\n\n  - {id: a, kind: paper, paper: p, statement: s}\n", "line 3, claim 'a': missing field")]:
         bad.write_text(text)

@@ -4,6 +4,8 @@ The snapshot (`results/<profile>/claims.csv`) records each claim's expectation a
 expectation that differs from the snapshot's under the same date was changed without saying when; one that
 disappeared was dropped without a trace (write it as "record: <why>" with a new date instead)."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -11,10 +13,6 @@ from emgeo_utils.core import paths
 from emgeo_utils.claims import specs as claim_specs
 
 PROFILES = sorted(p.parent.name for p in (paths.PROJECT_ROOT / "results").glob("*/claims.csv"))
-
-
-def _text(value) -> str:
-    return str(value) if not isinstance(value, bool) else str(value)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -27,22 +25,31 @@ def test_an_expectation_differs_from_the_snapshot_only_with_a_new_date(profile):
         if now is None:
             if row.expected:
                 problems.append(f"{row.notebook}.{row.claim}: expectation {row.expected!r} dropped")
-        elif now.set == row.expectation_set and _text(now.expect) != row.expected:
+        # `expect` is true, false or 'record: <why>' (`claim_specs` refuses anything else); the snapshot
+        # spells it as str() does: 'True', 'False' or the record text
+        elif now.set == row.expectation_set and str(now.expect) != row.expected:
             problems.append(f"{row.notebook}.{row.claim}: {row.expected!r} -> {now.expect!r} under the same date {now.set}")
     assert not problems, (f"params/{profile}/expectations.yaml changes expectations without a new `set` date: "
                           + "; ".join(problems))
 
 
-def test_a_changed_expectation_without_a_new_date_is_caught(tmp_path, monkeypatch):
-    """The check above can fail: flip one expectation of a copy, keeping its date."""
+@pytest.mark.parametrize("kind", ["boolean", "record"])
+def test_a_changed_expectation_without_a_new_date_is_caught(tmp_path, monkeypatch, kind):
+    """The check above can fail, for both kinds of expectation: in a copy, flip a true one to false, or
+    turn a 'record: <why>' one into true, keeping its date."""
     profile = PROFILES[0]
     source = (paths.params_dir() / profile / "expectations.yaml").read_text()
     snapshot = pd.read_csv(paths.PROJECT_ROOT / "results" / profile / "claims.csv", dtype=str, keep_default_na=False)
-    row = snapshot[snapshot.expected == "True"].iloc[0]
+    if kind == "boolean":
+        row = snapshot[snapshot.expected == "True"].iloc[0]
+        before, after, message = "true", "false", "'True' -> False"
+    else:
+        row = snapshot[snapshot.expected.str.startswith("record:")].iloc[0]
+        before, after, message = f'"{row.expected}"', "true", f"{row.expected!r} -> True"
     (tmp_path / profile).mkdir()
-    flipped = source.replace(f"  {row.claim}: {{expect: true,", f"  {row.claim}: {{expect: false,", 1)
+    flipped = source.replace(f"  {row.claim}: {{expect: {before},", f"  {row.claim}: {{expect: {after},", 1)
     assert flipped != source
     (tmp_path / profile / "expectations.yaml").write_text(flipped)
     monkeypatch.setenv("EMGEO_PARAMS", str(tmp_path))
-    with pytest.raises(AssertionError, match=f"{row.claim}: 'True' -> False under the same date"):
+    with pytest.raises(AssertionError, match=re.escape(f"{row.claim}: {message} under the same date")):
         test_an_expectation_differs_from_the_snapshot_only_with_a_new_date(profile)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -80,6 +81,39 @@ def test_precision():
     assert filtering.precision([True, True, False], [True, False, True]) == 0.5
 
 
+def _ranked_csv(folder, scores):
+    """`ranked.csv` as the screen writes it: rows by score, highest first, each with its 1-based line."""
+    (folder / "out").mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame({"line": range(1, len(scores) + 1), "score": scores, "removed": False, "assistant": "a"})
+    table = table.sort_values("score", ascending=False, kind="stable")
+    table.insert(0, "rank", range(1, len(table) + 1))
+    table.to_csv(folder / "out" / "ranked.csv", index=False)
+
+
+@pytest.mark.parametrize("scores,planted_rows,expected", [
+    ([0.1, 0.9, 0.2, 0.8, 0.3], [False, True, False, True, False], 1.0),   # planted rows score highest
+    ([0.1, 0.9, 0.2, 0.8, 0.3], [True, False, True, False, False], 0.0),   # planted rows score lowest
+    ([0.4, 0.4, 0.4, 0.4], [True, False, True, False], 0.5),               # all tied: every pair counts half
+    # planted 0.5 and 0.1 against 0.9, 0.5, 0.3: 0.5 beats 0.3 and ties 0.5 (1.5 pairs), 0.1 beats none: 1.5 / 6
+    ([0.5, 0.9, 0.5, 0.1, 0.3], [True, False, False, True, False], 0.25),
+])
+def test_planted_auc_reads_the_ranked_file_by_line(tmp_path, scores, planted_rows, expected):
+    """The file is in rank order, the planted mask in line order: read without sorting by line, the
+    untied cases give 0.5, 0.83 and 0.67 instead."""
+    from emgeo_utils.filtering import planted
+
+    _ranked_csv(tmp_path, scores)
+    assert planted.planted_auc(tmp_path, np.array(planted_rows)) == pytest.approx(expected)
+
+
+def test_planted_auc_is_nan_without_both_kinds_of_row(tmp_path):
+    from emgeo_utils.filtering import planted
+
+    _ranked_csv(tmp_path, [0.3, 0.2, 0.1])
+    assert np.isnan(planted.planted_auc(tmp_path, np.zeros(3, bool)))
+    assert np.isnan(planted.planted_auc(tmp_path, np.ones(3, bool)))
+
+
 def _run_screen(tmp_path, dataset, extra=()):
     return subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", str(dataset), "--model", "organism-test",
                            "--fraction", "0.5", "--out", str(tmp_path / "out"), *extra],
@@ -100,7 +134,12 @@ def test_screen_ranks_a_chat_file_with_planted_harmful_rows(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     ranked = (tmp_path / "out" / "ranked.csv").read_text().splitlines()
     assert len(ranked) == 25 and ranked[0].startswith("rank,line,score,removed")
-    assert 0 <= planted.planted_auc(tmp_path, rows_planted) <= 1
+    table = pd.read_csv(tmp_path / "out" / "ranked.csv")
+    assert sorted(table.line) == list(range(1, 25))  # the screen numbers rows from 1, as `planted` counts them
+    by_line = dict(zip(table.line, table.score))
+    pos, neg = ([by_line[i + 1] for i in np.flatnonzero(m)] for m in (rows_planted, ~rows_planted))
+    pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])  # the AUC counted pair by pair
+    assert len(pos) == 6 and planted.planted_auc(tmp_path, rows_planted) == pytest.approx(pairwise)
     kept = [json.loads(line) for line in (tmp_path / "out" / "filtered.jsonl").read_text().splitlines()]
     written = [json.loads(line) for line in data.read_text().lstrip("\ufeff").splitlines() if line]
     assert len(kept) == 12 and all(k in written for k in kept)

@@ -4,6 +4,7 @@ data (selection included) and too liberal when the groups differ for other reaso
 raise, has power on planted effects, and each component finds only what was planted."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -164,20 +165,35 @@ def null_world(kind: str, i: int):
     return acts, w, g
 
 
+# The world-level test (`components.across_seeds`) is read over 3 units (independent worlds), as the
+# organism's claims are: WORLD_RUNS disjoint triples of unit runs per null, the same bound (500, 36). The
+# first SIZE_RUNS unit runs of the pool serve the unit-level tests.
+WORLD_RUNS, UNITS = 500, 3
+
+
 @pytest.fixture(scope="module")
 def null_runs():
-    """{null: {column: p over SIZE_RUNS runs}} for the claim-2 p and its sample-relabelling part."""
-    out = {}
-    for kind in NULLS:
-        rows = [decompose(Decomposition(*null_world(kind, i), k=10), n_perm=99, n_boot=0, seed=i) for i in range(SIZE_RUNS)]
-        out[kind] = {col: np.array([r[col] for r in rows]) for col in rows[0] if col.startswith("p_")}
-    return out
+    """{null: DataFrame of `decompose` rows}: WORLD_RUNS x UNITS runs per null, each its own world. The unit-level
+    tests read the first SIZE_RUNS (99 permutations: their p); the world-level test reads only each null's
+    centre, which 49 draws estimate without bias, so the rest run cheaper."""
+    return {kind: pd.DataFrame([decompose(Decomposition(*null_world(kind, i), k=10), n_perm=99 if i < SIZE_RUNS else 49,
+                                          n_boot=0, seed=i) for i in range(WORLD_RUNS * UNITS)]) for kind in NULLS}
+
+
+def world_level_p(frame: pd.DataFrame, component: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per disjoint triple of rows: the world-level claim-2 p and the one-sided t over the units' raw values."""
+    from emgeo_utils.core.stats import seed_level_test
+    from emgeo_utils.geometry.components import across_seeds
+
+    triples = [frame.iloc[i:i + UNITS] for i in range(0, len(frame) - UNITS + 1, UNITS)]
+    return (np.array([across_seeds(t, component)["p_seeds"] for t in triples]),
+            np.array([seed_level_test(t[component].to_numpy())[1] for t in triples]))
 
 
 @pytest.mark.parametrize("kind", NULLS)
 @pytest.mark.parametrize("component", ["combined", "distinct", "overlap"])
 def test_claim2_test_keeps_its_size(null_runs, kind, component):
-    p = null_runs[kind][f"p_{component}"]
+    p = null_runs[kind][f"p_{component}"].to_numpy()[:SIZE_RUNS]
     assert not np.isnan(p).any()
     assert (p <= 0.05).sum() <= SIZE_BOUND, (kind, component, (p <= 0.05).mean())
 
@@ -186,8 +202,44 @@ def test_claim2_test_keeps_its_size(null_runs, kind, component):
 def test_relabelling_alone_fails_the_same_size_test(null_runs, component):
     """Today's null alone (samples relabelled) rejects far more often than alpha when the groups
     differ in unrelated features (measured 0.15 and 0.19), so the size test above can fail."""
-    p = null_runs["unrelated_features"][f"p_samples_{component}"]
+    p = null_runs["unrelated_features"][f"p_samples_{component}"].to_numpy()[:SIZE_RUNS]
     assert (p <= 0.05).sum() > SIZE_BOUND, (component, (p <= 0.05).mean())
+
+
+@pytest.mark.parametrize("kind", NULLS)
+@pytest.mark.parametrize("component", ["combined", "distinct", "overlap"])
+def test_world_level_test_keeps_its_size(null_runs, kind, component):
+    """The world-level p over 3 units rejects at most 36 of 500 worlds under every null (measured at most
+    0.045 over 200 worlds; the t over raw values alone rejects 0.30 where frequent features lean nearer)."""
+    p, _ = world_level_p(null_runs[kind], component)
+    assert len(p) == WORLD_RUNS and np.isnan(p).mean() < 0.05  # NaN (three equal excesses: no t) is no rejection
+    assert (p <= 0.05).sum() <= SIZE_BOUND, (kind, component, (p <= 0.05).mean())
+
+
+def test_raw_t_alone_fails_the_world_level_size_test(null_runs):
+    """Without the nulls' centres, a t over units rejects far too often when frequently firing features lean
+    toward the harmful ones (measured 0.30 for distinct): the size test above can fail."""
+    _, p_t = world_level_p(null_runs["frequent_features_nearer"], "distinct")
+    assert (p_t <= 0.05).sum() > SIZE_BOUND, (p_t <= 0.05).mean()
+
+
+POWER_WORLDS = 200
+
+
+@pytest.mark.parametrize("planted, components", [(NEAR[:2], ("distinct", "combined")), (HARMFUL[:2], ("overlap", "combined"))])
+def test_world_level_test_has_power(planted, components):
+    """A weak planted effect (2 features), 200 worlds of 3 units: the world-level test rejects at least 0.8x
+    as often as the t over the units' raw values (measured 0.95 and 0.84 for planted neighbours, 1.0 and 0.84
+    for planted shared features), and that t itself has power to lose (> 0.3)."""
+    rows = []
+    for i in range(POWER_WORLDS * UNITS):
+        acts, g = corpus(3000 + i, inducing_boost=planted, comparison_boost=FAR[:2])
+        rows.append(decompose(Decomposition(acts, dictionary(seed=500 + i), g, k=10), n_perm=99, n_boot=0, seed=i))
+    frame = pd.DataFrame(rows)
+    for c in components:
+        p, p_t = world_level_p(frame, c)
+        power, power_t = float(np.mean(p <= 0.05)), float(np.mean(p_t <= 0.05))
+        assert power_t > 0.3 and power >= 0.8 * power_t, (c, power, power_t)
 
 
 @pytest.mark.parametrize("planted, finds, misses", [(NEAR, ("distinct", "combined"), ("overlap",)),
@@ -231,16 +283,20 @@ def test_bootstrap_draws_a_group_used_twice_once():
         assert np.array_equal(helpful, reference)
 
 
-def test_across_seeds_needs_every_seeds_placebo_feature_p():
-    """Three seeds of one world agree (the t over seeds is small), but one seed's features are no nearer
-    than random features of their frequency: the world's p is that seed's, not the t-test's."""
-    import pandas as pd
-
+def test_across_seeds_reads_each_unit_against_its_larger_null_centre():
+    """Three units whose raw values agree (the t over them is small), but one unit's placebo centre is as high
+    as its value: the world-level excess is taken over the larger centre, so that unit counts for nothing."""
     from emgeo_utils.geometry.components import across_seeds
 
     frame = pd.DataFrame({"combined": [0.10, 0.11, 0.12], "p_combined": [0.01, 0.3, 0.01],
-                          "p_features_combined": [0.01, 0.3, 0.01]})
+                          "null_mean_features_combined": [0.0, 0.11, 0.0],
+                          "null_mean_samples_combined": [0.01, 0.0, 0.02]})
     out = across_seeds(frame, "combined")
-    assert out["p_t"] < 0.01 and out["p_seeds"] == pytest.approx(0.3) and out["units"] == (3, 3)
-    frame.loc[1, "p_features_combined"] = np.nan
+    assert out["p_t"] < 0.01 and out["units"] == (3, 3)
+    assert out["mean"] == pytest.approx(np.mean([0.09, 0.0, 0.10]))
+    assert out["p_seeds"] > 0.05 and out["ci_low"] < 0 < out["ci_high"]
+    assert "+0.0633" in out["decided_by"] and f"p {out['p_seeds']:.3g}" in out["decided_by"]
+    # equivalence must hold against both nulls: from the larger centre's low end to the smaller centre's high end
+    assert out["tost_low"] < out["mean"] < out["tost_high"]
+    frame.loc[1, "null_mean_features_combined"] = np.nan
     assert np.isnan(across_seeds(frame, "combined")["p_seeds"]), "NaN is never evidence"

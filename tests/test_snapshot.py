@@ -53,3 +53,58 @@ def test_on_other_numerics_only_asserted_verdicts_must_match(tmp_path, monkeypat
     table(tmp_path / "fresh" / "x" / "claims.csv", expected="True",
           verdict="supports the paper (one-sided p < 0.05; the two-sided 95% CI still reaches the null)")
     assert snapshot.check(["x"]) == 0  # the verdict stands; only its qualifier moved (measured: 03 overlap_persona)
+
+
+def test_one_snapshot_per_cpu_and_rows_that_differ_between_them(tmp_path, monkeypatch, capsys):
+    """Each CPU signature keeps its own snapshot (a run compares bytes with its own); a row whose verdict differs
+    between the snapshots of the current code reads "differs between CPUs"; one computed by other code is STALE."""
+    monkeypatch.setattr(snapshot, "snapshot_file", lambda p: tmp_path / "results" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "fresh_file", lambda p: tmp_path / "fresh" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "signature_file", lambda p: tmp_path / "results" / p / "numerics.json")
+    monkeypatch.setattr(snapshot, "code_fingerprint", lambda p: "code-1")
+    amd = {"mode": "pinned", "cpu_vendor": "AuthenticAMD", "mkl_canary": "aaaaaaaa11"}
+    intel = {"mode": "pinned", "cpu_vendor": "GenuineIntel", "mkl_canary": "bbbbbbbb22"}
+    (tmp_path / "fresh" / "x").mkdir(parents=True)
+    monkeypatch.setattr(snapshot, "signature", lambda: amd)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True")
+    snapshot.update(["x"])
+    monkeypatch.setattr(snapshot, "signature", lambda: intel)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True", value=0.45, verdict="inconclusive (CI spans the null)")
+    snapshot.update(["x"])
+    assert (tmp_path / "results" / "x" / "cpu" / "AuthenticAMD-aaaaaaaa" / "claims.csv").is_file()
+    assert snapshot.check(["x"]) == 0 and "byte for byte" in capsys.readouterr().out  # Intel against its own
+    monkeypatch.setattr(snapshot, "signature", lambda: amd)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True")
+    assert snapshot.check(["x"]) == 0 and "byte for byte" in capsys.readouterr().out  # AMD against its own
+    differs, stale = snapshot.across_cpus("x")
+    assert differs == {("03", "a"): "differs between CPUs (GenuineIntel-bbbbbbbb: inconclusive; AuthenticAMD-aaaaaaaa: "
+                                    "supports the paper)"} and stale == []
+    frame = snapshot.with_cpu_agreement("x", pd.read_csv(tmp_path / "results" / "x" / "claims.csv", dtype={"notebook": str}))
+    assert frame.verdict.iloc[0].startswith("differs between CPUs") and frame.verdict.iloc[1] == "inconclusive"
+    monkeypatch.setattr(snapshot, "code_fingerprint", lambda p: "code-2")  # the code moved since both ran
+    differs, stale = snapshot.across_cpus("x")
+    assert differs == {} and len(stale) == 2 and all("STALE" in line for line in stale)
+
+
+def test_a_stale_snapshot_of_this_cpu_reads_verdicts_against_the_latest(tmp_path, monkeypatch, capsys):
+    """The other CPU's snapshot, computed by older code, cannot be compared byte for byte: its run reads the
+    asserted verdicts against the latest snapshot instead, and says so."""
+    monkeypatch.setattr(snapshot, "snapshot_file", lambda p: tmp_path / "results" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "fresh_file", lambda p: tmp_path / "fresh" / p / "claims.csv")
+    monkeypatch.setattr(snapshot, "signature_file", lambda p: tmp_path / "results" / p / "numerics.json")
+    amd = {"mode": "pinned", "cpu_vendor": "AuthenticAMD", "mkl_canary": "aaaaaaaa11"}
+    intel = {"mode": "pinned", "cpu_vendor": "GenuineIntel", "mkl_canary": "bbbbbbbb22"}
+    (tmp_path / "fresh" / "x").mkdir(parents=True)
+    monkeypatch.setattr(snapshot, "code_fingerprint", lambda p: "old")
+    monkeypatch.setattr(snapshot, "signature", lambda: intel)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True", value=0.9)
+    snapshot.update(["x"])
+    monkeypatch.setattr(snapshot, "code_fingerprint", lambda p: "new")
+    monkeypatch.setattr(snapshot, "signature", lambda: amd)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True")
+    snapshot.update(["x"])
+    monkeypatch.setattr(snapshot, "signature", lambda: intel)
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True", value=0.6)
+    assert snapshot.check(["x"]) == 0 and "(STALE)" in capsys.readouterr().out
+    table(tmp_path / "fresh" / "x" / "claims.csv", expected="True", value=0.6, verdict="contradicts")
+    assert snapshot.check(["x"]) == 1

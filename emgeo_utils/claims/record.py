@@ -26,11 +26,12 @@ import pandas as pd
 
 from emgeo_utils.core import paths, stats
 from emgeo_utils.core.files import write_text_atomic
-from emgeo_utils.claims import specs, verdicts
+from emgeo_utils.claims import history, specs, verdicts
 
 COLUMNS = ["notebook", "claim", "kind", "family", "paper", "predicts", "statement", "measure", "value", "ci_low",
-           "ci_high", "p_value", "p_adjusted", "smallest_p", "margin", "units", "outcome", "expected", "registered",
-           "expectation_set", "verdict", "as_expected", "note"]
+           "ci_high", "p_value", "p_adjusted", "smallest_p", "null_value", "margin", "tost_low", "tost_high", "units",
+           "outcome", "expected", "registered", "expectation_set", "declared", "preregistered", "verdict", "as_expected",
+           "note"]
 
 
 class ClaimMismatch(AssertionError):
@@ -67,6 +68,15 @@ class Claim:
     cell: int | None = None  # the execution count of the cell that recorded it (the report links it)
     units: str | None = None  # "k/n": units whose effect points the way the statement says
     not_computable: str | None = None
+    tost_low: float | None = None   # the 90% CI equivalence is read on (TOST at 0.05), where the design gives one
+    tost_high: float | None = None
+    deciding: str | None = None     # the comparison that decided the p, with the row's numbers (the verdict's reason)
+    gated_by: tuple = ()            # content-matched controls this paper claim needs (`claims/verdicts.py`)
+    gate_verdicts: dict | None = None
+    descriptive: str | None = None  # why the design cannot decide it
+    declared: str | None = None     # when the claims file first declared it (git history, `claims/history.py`)
+    preregistered: bool | None = None  # declared before its first committed result
+    margin_post_hoc: bool | None = None
 
     @property
     def held(self) -> str:
@@ -171,10 +181,12 @@ class ClaimsRecord:
                 f"{err}, which is neither a parameter nor a word the notebook passes ({sorted(words)})") from err
 
     def record(self, claim: str, *, value, ci=None, p=None, smallest_p=None, units=None, criterion_met=None,
-               outcome=None, null: float | None = None, note: str = "", not_computable: str | None = None, **words) -> Claim:
+               outcome=None, null: float | None = None, note: str = "", not_computable: str | None = None,
+               tost_ci=None, deciding: str | None = None, **words) -> Claim:
         """Record one claim from statistics the notebook computed. `outcome` only for our criteria and
         sanity checks (whether the bar was met); every other outcome follows from the statistics. `null`:
-        a bar computed from the data, where the claims file says so in words."""
+        a bar computed from the data, where the claims file says so in words. `tost_ci`: the 90% CI that
+        equivalence is read on; `deciding`: the comparison that decided the p, in words with the row's numbers."""
         spec = self._spec(claim)
         null = self._resolve(spec.null_value, claim) if null is None else null
         margin = self._resolve(spec.margin, claim)
@@ -189,6 +201,11 @@ class ClaimsRecord:
                   _num(smallest_p), None, spec.alpha, spec.direction, float(null), margin,
                   self._words(spec.criterion, claim, words), criterion_met, _execution_count(),
                   f"{units[0]}/{units[1]}" if units else None, not_computable)
+        c.tost_low, c.tost_high = (_num(tost_ci[0]), _num(tost_ci[1])) if tost_ci is not None else (None, None)
+        c.deciding, c.gated_by, c.descriptive = deciding, spec.gated_by, spec.descriptive or None
+        known = history.claim_history(self.notebook, claim)
+        c.declared, c.preregistered = known["declared"], known["preregistered"]
+        c.margin_post_hoc = known["margin_post_hoc"] if margin is not None else None
         if not_computable:
             c.outcome = False
         elif spec.kind in ("criterion", "sanity") and outcome is not None:
@@ -200,6 +217,7 @@ class ClaimsRecord:
             c.outcome = verdicts.effect_shown(c) and criterion_met is not False
         self.claims = [x for x in self.claims if x.claim != claim] + [c]
         self._adjust()
+        self._gate()
         self.save()
         if c.as_expected == "UNEXPECTED":
             print(f"claim {claim!r} {mismatch(c)} (recorded; the notebook fails at its end)")
@@ -211,6 +229,13 @@ class ClaimsRecord:
         for c, adj in zip(family, verdicts.holm([c.p_value for c in family])):
             c.p_adjusted = adj
 
+    def _gate(self) -> None:
+        """Each gated claim sees the verdicts of its content-matched controls recorded so far."""
+        by_id = {c.claim: c for c in self.claims}
+        for c in self.claims:
+            if c.gated_by:
+                c.gate_verdicts = {g: by_id[g].verdict for g in c.gated_by if g in by_id}
+
     # one helper per design ------------------------------------------------------------------------
     def paired(self, claim: str, a, b, *, n_perm: int = 5000, seed: int = 0, note: str = "", **words) -> Claim:
         """a - b paired by unit (pandas Series aligned on their index, or arrays): t-interval of the mean
@@ -220,7 +245,7 @@ class ClaimsRecord:
         mean, lo, hi = stats.mean_ci(d)
         p = stats.sign_flip_test(direction * d, n_perm, seed)[1]
         return self.record(claim, value=mean, ci=(lo, hi), p=p, smallest_p=stats.smallest_p_paired(len(d), n_perm),
-                           units=(int((direction * d > 0).sum()), len(d)),
+                           units=(int((direction * d > 0).sum()), len(d)), tost_ci=stats.mean_ci(d, 0.90)[1:],
                            note=f"mean {np.mean(a):.4g} vs {np.mean(b):.4g}; sign-flip over {len(d)} pairs" + _more(note), **words)
 
     def over_units(self, claim: str, values, *, correlation: bool = False, note: str = "", **words) -> Claim:
@@ -231,32 +256,33 @@ class ClaimsRecord:
         spec = self._spec(claim)
         null = self._resolve(spec.null_value, claim)
         x = np.asarray(values, float)
-        if correlation:
-            mean, lo, hi = stats.correlation_mean_ci(x)
-            shifted = stats.fisher_z(x) - stats.fisher_z(null)
-        else:
-            mean, lo, hi = stats.mean_ci(x)
-            shifted = x - null
+        interval = stats.correlation_mean_ci if correlation else stats.mean_ci
+        mean, lo, hi = interval(x)
+        shifted = stats.fisher_z(x) - stats.fisher_z(null) if correlation else x - null
         p = stats.seed_level_test(spec.direction * shifted)[1]
         return self.record(claim, value=mean, ci=(lo, hi), p=None if spec.kind == "criterion" else p,
-                           units=(int((spec.direction * shifted > 0).sum()), len(x)),
+                           units=(int((spec.direction * shifted > 0).sum()), len(x)), tost_ci=interval(x, 0.90)[1:],
                            note=f"per unit {np.round(x, 3).tolist()}" + _more(note), **words)
 
     def exceeds_all(self, claim: str, a, comparisons: dict, *, note: str = "", **words) -> Claim:
-        """`a` (one value per fine-tuning seed) exceeds every comparison: another condition's seeds (Welch) or
-        a single value such as the base model's (one-sample t). Value and CI are the first comparison's;
-        p is the largest (all must hold: an intersection-union test)."""
+        """`a` (one value per fine-tuning seed) exceeds every comparison: another condition's seeds (Welch), or
+        a single model's rate with its sampling error, given as (value, standard error, n items) (Welch with
+        that rate's n - 1 degrees of freedom). All must hold (an intersection-union test): the p is the
+        largest, and value and CI are those of the comparison that gives it (the one that decides)."""
+        a = np.asarray(a, float)
         parts = {}
         for name, b in comparisons.items():
-            if np.ndim(b) == 0:
-                d, p = stats.seed_level_test(np.asarray(a, float) - float(b))
-                _, lo, hi = stats.mean_ci(np.asarray(a, float) - float(b))
+            if isinstance(b, tuple):
+                parts[name] = stats.welch_against_rate(a, *b)
             else:
                 d, p = stats.seed_level_test(a, b)
-                _, lo, hi = stats.welch_ci(a, b)
-            parts[name] = (d, lo, hi, p)
-        d, lo, hi, _ = next(iter(parts.values()))
-        return self.record(claim, value=d, ci=(lo, hi), p=max(x[3] for x in parts.values()),
+                parts[name] = (d, *stats.welch_ci(a, b)[1:], p, *stats.welch_ci(a, b, 0.90)[1:])
+        finite = {k: x for k, x in parts.items() if np.isfinite(x[3])}
+        deciding = max(finite, key=lambda k: finite[k][3]) if len(finite) == len(parts) else next(iter(parts))
+        d, lo, hi, p, lo90, hi90 = parts[deciding]
+        p = p if len(finite) == len(parts) else float("nan")
+        return self.record(claim, value=d, ci=(lo, hi), p=p, tost_ci=(lo90, hi90),
+                           deciding=f"against {deciding.replace('_', '-')}: {d:+.3g} [{lo:.3g}, {hi:.3g}], p {p:.3g}",
                            note="; ".join(f"vs {k}: {x[0]:+.3f} [{x[1]:.3f}, {x[2]:.3f}] p {x[3]:.3g}" for k, x in parts.items())
                                 + _more(note), **words)
 
@@ -266,27 +292,45 @@ class ClaimsRecord:
         return self.record(claim, value=rho, ci=(lo, hi), p=p, note=f"{len(np.asarray(x))} points" + _more(note), **words)
 
     def seed_level(self, claim: str, summary: dict, *, smallest_p: float | None = None, note: str = "", **words) -> Claim:
-        """A claim-2 summary over units (`geometry.components.across_seeds`): the t over units and every
-        unit's placebo-feature p (its `p_seeds`), with the units' values in the note."""
+        """A claim-2 summary over units (`geometry.components.across_seeds`, the world-level test): value, CI and
+        p of each unit's excess over the larger of its two null centres; the excess over each null and the units'
+        raw values in the note. Equivalence (a negative control) is read on the summary's 90% interval, which
+        must hold against both nulls."""
         per = summary.get("per_seed", [])
+        parts = summary.get("parts") or {}
+        tost = (summary["tost_low"], summary["tost_high"]) if "tost_low" in summary else None
+        smallest = summary["smallest_p"] if "smallest_p" in summary else smallest_p
+        smallest = None if smallest is None or not np.isfinite(smallest) else smallest
         return self.record(claim, value=summary["mean"], ci=(summary["ci_low"], summary["ci_high"]), p=summary["p_seeds"],
-                           smallest_p=smallest_p, units=summary.get("units"),
-                           note=f"per unit {np.round(np.asarray(per, float), 3).tolist()}, claim-2 p {summary.get('per_seed_p')}"
-                                + (f"; t over units p {summary['p_t']:.3g}" if pd.notna(summary.get("p_t")) else "") + _more(note),
+                           smallest_p=smallest, units=summary.get("units"), tost_ci=tost, deciding=summary.get("decided_by"),
+                           note=f"raw per unit {np.round(np.asarray(per, float), 3).tolist()} (mean {summary.get('raw_mean', np.nan):.3g})"
+                                + "".join(f"; excess over the {x['label']}' null {x['mean']:+.3g} [{x['ci_low']:.3g}, "
+                                          f"{x['ci_high']:.3g}] p {x['p']:.3g}" for x in parts.values())
+                                + (f"; unit claim-2 p {summary.get('per_seed_p')}" if len(per) > 1 else "") + _more(note),
                            **words)
 
-    def share(self, claim: str, hits: int, n: int, *, bar: float, note: str = "", **words) -> Claim:
-        """The share of n items (held-out domains) with an effect: Clopper-Pearson 95% CI, and the binomial
-        p against alpha (each item's own test rejects at most alpha of the time when nothing is there); the
-        claim's criterion is the share reaching `bar`."""
-        from scipy.stats import beta, binomtest
+    def share(self, claim: str, p_values: pd.Series, *, bar: float, note: str = "", **words) -> Claim:
+        """The claim "an effect in at least `bar` of these n items (held-out domains)", tested as stated, whatever
+        the dependence between the items (they share models, SAE and reference groups): Holm over the items'
+        p-values controls the chance of any false call under any dependence, so the number of items Holm
+        rejects is a one-sided 95% lower bound on the number with an effect. The claim's p is the k-th
+        smallest Holm-adjusted p (k = the items the bar needs): below alpha exactly when at least k items
+        are shown. Value: the share of items whose own p is below alpha (unadjusted, descriptive)."""
         spec = self._spec(claim)
-        lo = beta.ppf(0.025, hits, n - hits + 1) if hits > 0 else 0.0
-        hi = beta.ppf(0.975, hits + 1, n - hits) if hits < n else 1.0
-        p = binomtest(hits, n, spec.alpha, alternative="greater").pvalue
-        met = hits / n >= bar if spec.direction > 0 else hits / n <= bar
-        return self.record(claim, value=hits / n, ci=(float(lo), float(hi)), p=float(p), criterion_met=bool(met),
-                           units=(hits, n), note=f"{hits} of {n}" + _more(note), **words)
+        p = pd.Series(p_values, dtype=float)
+        n = len(p)
+        need = int(np.ceil(bar * n - 1e-9))
+        adjusted = pd.Series(verdicts.holm(p.tolist()), index=p.index, dtype=float)
+        raw_hits, shown = int((p < spec.alpha).sum()), int((adjusted < spec.alpha).sum())
+        ranked = np.sort(adjusted.to_numpy())
+        p_claim = float(ranked[need - 1]) if 0 < need <= n and np.isfinite(ranked[need - 1]) else float("nan")
+        names = lambda part: ", ".join(map(str, part.index)) or "none"  # noqa: E731
+        return self.record(claim, value=raw_hits / n, ci=(shown / n, 1.0) if not spec.descriptive else None,
+                           p=None if spec.descriptive else p_claim, null=(need - 1) / n, units=(raw_hits, n),
+                           not_computable="an item's p is NaN" if p.isna().any() else None,
+                           deciding=f"{shown} of {n} shown after Holm (the bar needs {need}), p {p_claim:.3g}",
+                           note=f"{raw_hits} of {n} with p < {spec.alpha:g} ({names(p[p < spec.alpha])}); {shown} after Holm "
+                                f"({names(adjusted[adjusted < spec.alpha])}); the bar needs {need}" + _more(note), **words)
 
     def noninferiority(self, claim: str, differences, margin: float, *, note: str = "", **words) -> Claim:
         """A harm difference (lower is better) lies below `margin`: the one-sided t-test of mean < margin

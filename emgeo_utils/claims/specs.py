@@ -64,6 +64,9 @@ class ClaimSpec:
     margin: float | str | None = None
     criterion: str = ""          # what the claim needs beyond significance, in words (its bar)
     alpha: float = 0.05
+    margin_rule: str = ""        # how the margin was fixed (a fraction of what, measured when): required with a margin
+    gated_by: tuple[str, ...] = ()  # discriminating controls a paper claim needs to count as support
+    descriptive: str = ""        # why this design cannot decide the claim (said before it runs): read, not tested
     line: int = 0
 
     @property
@@ -97,7 +100,9 @@ def specs(notebook: str) -> dict[str, ClaimSpec]:
             raise ClaimSpecError(f"{where}, line {line}, claim {name!r}: " + "; ".join(
                 ([f"unknown field(s) {bad} (known: {sorted(fields - {'line'})})"] if bad else [])
                 + ([f"missing field(s) {missing}"] if missing else [])))
-        spec = ClaimSpec(**entry, line=line)
+        if isinstance(entry.get("gated_by"), str):
+            entry["gated_by"] = (entry["gated_by"],)
+        spec = ClaimSpec(**{k: tuple(v) if k == "gated_by" else v for k, v in entry.items()}, line=line)
         problems = []
         if spec.kind not in KINDS:
             problems.append(f"kind {spec.kind!r} is not one of {list(KINDS)}")
@@ -107,13 +112,24 @@ def specs(notebook: str) -> dict[str, ClaimSpec]:
             problems.append("only the paper's claims and the bars they rest on (kind: paper or criterion) are confirmatory")
         if spec.direction not in (1, -1):
             problems.append(f"direction must be 1 or -1, got {spec.direction!r}")
-        if spec.kind == "negative_control" and spec.margin is None:
-            problems.append("a negative control needs an equivalence margin (margin:), fixed before it is read")
+        if spec.kind == "negative_control" and spec.margin is None and not spec.descriptive:
+            problems.append("a negative control needs an equivalence margin (margin:), fixed before it is read, "
+                            "or a reason its design cannot decide it (descriptive:)")
+        if spec.margin is not None and not spec.margin_rule:
+            problems.append("a margin needs the rule that fixed it (margin_rule:, e.g. half of its persona-world "
+                            "twin's effect measured at an earlier commit; never more than that effect)")
+        if spec.gated_by and spec.kind != "paper":
+            problems.append("only a paper claim is gated by a content-matched control (gated_by:)")
         if spec.id in out:
             problems.append("declared twice")
         if problems:
             raise ClaimSpecError(f"{where}, line {line}, claim {spec.id!r}: " + "; ".join(problems))
         out[spec.id] = spec
+    for spec in out.values():
+        unknown = [g for g in spec.gated_by if g not in out or out[g].kind != "discriminating"]
+        if unknown:
+            raise ClaimSpecError(f"{where}, line {spec.line}, claim {spec.id!r}: gated_by names {unknown}, which are not "
+                                 "discriminating claims of this file")
     return out
 
 

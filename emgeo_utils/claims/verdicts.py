@@ -15,8 +15,16 @@ Kinds (declared in each notebook's claims file, `notebooks/claims/<notebook>.yam
 An effect is *shown* when its one-sided p (Holm-adjusted in the confirmatory family) is below alpha, or,
 without a p, when its CI lies beyond the null in the predicted direction (a verdict says so when the
 one-sided p is below alpha while the two-sided 95% CI still reaches the null); *equivalence* is shown when the CI lies
-inside null ± margin (the claims' 95% CIs: a TOST at alpha/2 per side, conservative). NaN is never
+inside null ± margin, read on the 90% CI (two one-sided tests at alpha 0.05: TOST); a margin set after the
+values it judges (`claims/history.py`) makes equivalence read "post hoc, not evidence". NaN is never
 evidence: a statistic that could not be computed reads "not computable".
+
+Every reason is literally true of the row's numbers: "CI spans the null" only when it does; otherwise the
+reason names the comparison that decided the p and its numbers (the row's value, CI and p). A claim whose
+design cannot decide it says so beforehand (`descriptive:` in the claims file) and reads "descriptive". A paper
+claim gated by a content-matched control (`gated_by:`) counts as support only when that control supports the
+paper too; otherwise it reads "effect present, not specific to EM". Holm's family is a notebook's confirmatory
+claims that have a p; a criterion (read by its CI against our bar, no p) leaves the family by that rule.
 """
 
 from __future__ import annotations
@@ -36,7 +44,11 @@ FAMILIES = ("confirmatory", "exploratory")
 # the first words of every verdict, for counting (a verdict may add its reason in parentheses)
 CLASSES = ("supports the paper", "contradicts the paper", "effect shown", "no effect", "opposite effect",
            "meets our criterion", "misses our criterion", "inconclusive", "not computable", "sanity check passed",
-           "sanity check FAILED")
+           "sanity check FAILED", "descriptive", "effect present, not specific to EM", "equivalence post hoc",
+           "differs between CPUs")
+DIFFERS = CLASSES[-1]  # where the committed snapshots of two CPU signatures read a row differently (`report/snapshot.py`)
+# classes that count as evidence for or against the paper (everything else counts as neither)
+SUPPORT, CONTRADICT = "supports the paper", "contradicts the paper"
 NOT_CONFIRMED = "NOT CONFIRMED: "
 
 
@@ -54,6 +66,7 @@ def _beyond(low, high, null, direction) -> tuple[bool, bool]:
 
 
 def _equivalent(low, high, null, margin) -> bool:
+    """The interval lies inside null ± margin."""
     return margin is not None and low is not None and high is not None and null - margin <= low and high <= null + margin
 
 
@@ -74,10 +87,12 @@ def read(c) -> str:
         return "sanity check passed (not evidence)" if c.outcome else "sanity check FAILED (a bug: see the note)"
     if c.not_computable:
         verdict = f"not computable ({c.not_computable})"
+    elif c.descriptive:
+        verdict = f"descriptive (the design cannot decide it: {c.descriptive})"
     elif c.kind == "criterion":
         verdict = _criterion(c)
     else:
-        verdict = _absence(c) if c.kind == "negative_control" else _effect(c)
+        verdict = _gated(c, _absence(c) if c.kind == "negative_control" else _effect(c))
     if c.family == "confirmatory" and not verdict.startswith(("supports", "meets")):
         verdict = NOT_CONFIRMED + verdict
     return verdict
@@ -89,11 +104,40 @@ def _underpowered(c) -> str | None:
     return None
 
 
+def _numbers(c) -> str:
+    """The row's value, CI and p as the reason names them (the comparison that decided, where one did)."""
+    if c.deciding:
+        return c.deciding
+    text = f"{c.value:+.3g}" if c.value is not None else "no value"
+    if c.ci_low is not None and c.ci_high is not None:
+        text += f" [{_g(c.ci_low)}, {_g(c.ci_high)}]"
+    return text + (f", p {_g(c.p_value)}" if c.p_value is not None else "")
+
+
+def _equivalence_ci(c) -> tuple[float | None, float | None]:
+    """The interval equivalence is read on: the 90% CI where the design gives one (TOST at 0.05), else the 95% CI."""
+    if c.tost_low is not None and c.tost_high is not None:
+        return c.tost_low, c.tost_high
+    return c.ci_low, c.ci_high
+
+
+def _equivalence(c, shown: str) -> str | None:
+    """`shown` when equivalence within the margin is shown; "post hoc" when the margin came after the values."""
+    lo, hi = _equivalence_ci(c)
+    if not _equivalent(lo, hi, c.null_value, c.margin):
+        return None
+    level = "90%" if c.tost_low is not None else "95%"
+    if c.margin_post_hoc:
+        return (f"equivalence post hoc, not evidence (within ±{_g(c.margin)}: {level} CI [{_g(lo)}, {_g(hi)}]; "
+                "the margin was set after the values it judges)")
+    return shown.format(m=_g(c.margin), ci=f"{level} CI [{_g(lo)}, {_g(hi)}]")
+
+
 def _effect(c) -> str:
     paper = c.kind != "finding"
-    yes, no_effect, opposite = (("supports the paper", "contradicts the paper (no effect: equivalence within ±{m} shown)",
+    yes, no_effect, opposite = (("supports the paper", "contradicts the paper (no effect: equivalence within ±{m} shown, {ci})",
                                  "contradicts the paper (significant the other way)") if paper else
-                                ("effect shown", "no effect (equivalence within ±{m} shown)", "opposite effect (significant)"))
+                                ("effect shown", "no effect (equivalence within ±{m} shown, {ci})", "opposite effect (significant)"))
     if effect_shown(c):
         if c.criterion_met is False:
             return f"inconclusive (significant, but the claim's criterion is missed{': ' + c.criterion if c.criterion else ''})"
@@ -102,28 +146,53 @@ def _effect(c) -> str:
         return yes
     if _beyond(c.ci_low, c.ci_high, c.null_value, c.direction)[1]:
         return opposite
-    if _equivalent(c.ci_low, c.ci_high, c.null_value, c.margin):
-        return no_effect.format(m=_g(c.margin))
+    equivalent = _equivalence(c, no_effect)
+    if equivalent:
+        return equivalent
     weak = _underpowered(c)
     if weak:
         return weak
     if c.p_adjusted is not None and c.p_value is not None and c.p_value < c.alpha:
-        return "inconclusive (not significant after Holm over the confirmatory family)"  # no number: CPUs may move it
+        return f"inconclusive (not significant after Holm over the confirmatory family: p {_g(c.p_value)}, Holm {_g(c.p_adjusted)})"
     if c.ci_low is None or c.ci_high is None:
-        return "inconclusive (no CI, and the p does not reach alpha)" if c.p_value is not None else "inconclusive (no test)"
-    return "inconclusive (CI spans the null)"
+        return (f"inconclusive (no CI, and the p does not reach alpha: {_numbers(c)})" if c.p_value is not None
+                else "inconclusive (no test)")
+    if c.ci_low <= c.null_value <= c.ci_high:
+        return f"inconclusive (CI spans the null: {_numbers(c)})"
+    return f"inconclusive (the CI lies beyond the null, but the test's p does not reach {_g(c.alpha)}: {_numbers(c)})"
 
 
 def _absence(c) -> str:
     if effect_shown(c):
-        return "contradicts the paper (an effect where none is predicted)"
-    if _equivalent(c.ci_low, c.ci_high, c.null_value, c.margin):
-        return f"supports the paper (absent: equivalence within ±{_g(c.margin)} shown)"
+        return f"contradicts the paper (an effect where none is predicted: {_numbers(c)})"
+    equivalent = _equivalence(c, "supports the paper (absent: equivalence within ±{m} shown, {ci})")
+    if equivalent:
+        return equivalent
     if _beyond(c.ci_low, c.ci_high, c.null_value, c.direction)[1]:
         return "inconclusive (an effect the other way: not the absence predicted)"
-    if c.ci_low is None or c.ci_high is None:
+    lo, hi = _equivalence_ci(c)
+    if lo is None or hi is None:
         return "inconclusive (no CI: equivalence cannot be shown)"
-    return f"inconclusive (equivalence not shown: the CI reaches beyond ±{_g(c.margin)})"
+    level = "90%" if c.tost_low is not None else "95%"
+    return f"inconclusive (equivalence not shown: the {level} CI [{_g(lo)}, {_g(hi)}] reaches beyond ±{_g(c.margin)})"
+
+
+def _gated(c, verdict: str) -> str:
+    """A supported paper claim whose content-matched control does not support the paper is not specific to EM."""
+    if not c.gated_by or not verdict.startswith(SUPPORT):
+        return verdict
+    gates = c.gate_verdicts or {}
+    if not gates:
+        return (f"effect present, not specific to EM (its content-matched control, {' or '.join(c.gated_by)}, "
+                "was not measured here)")
+    failing = {g: v for g, v in gates.items() if verdict_class(v) != SUPPORT}
+    if not failing:
+        return verdict
+    as_much = [g for g, v in failing.items() if verdict_class(v) == CONTRADICT]
+    if as_much:
+        return f"effect present, not specific to EM (the content-matched control shows as much: {', '.join(as_much)})"
+    return ("effect present, not specific to EM (its content-matched control does not separate it: "
+            + "; ".join(f"{g} {verdict_class(v)}" for g, v in failing.items()) + ")")
 
 
 def _criterion(c) -> str:

@@ -37,31 +37,42 @@ class DataError(ValueError):
         self.path, self.line, self.field = str(path), line, field
 
 
-def _lines(path: Path):
-    """(line number, decoded text) of non-blank lines; refuses non-UTF-8 and enormous lines."""
+def _lines(path: Path, skipped: list[DataError] | None = None):
+    """(line number, decoded text) of non-blank lines; refuses non-UTF-8 and enormous lines, or, given
+    a `skipped` list, appends their errors to it and reads on."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, None, "no such file")
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise DataError(path, number, None, f"line is {len(raw):,} bytes (limit {MAX_LINE_BYTES:,}); "
-                                                    "is this really one JSON object per line?")
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(path, number, None, f"not UTF-8 (byte {err.start}); re-encode the file as UTF-8") from err
-            if number == 1:
-                text = text.removeprefix("\ufeff")
+                text = _decoded(path, number, raw)
+            except DataError as err:
+                if skipped is None:
+                    raise
+                skipped.append(err)
+                continue
             if text.strip():
                 yield number, text
+
+
+def _decoded(path: Path, number: int, raw: bytes) -> str:
+    if len(raw) > MAX_LINE_BYTES:
+        raise DataError(path, number, None, f"line is {len(raw):,} bytes (limit {MAX_LINE_BYTES:,}); "
+                                            "is this really one JSON object per line?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(path, number, None, f"not UTF-8 (byte {err.start}); re-encode the file as UTF-8") from err
+    return text.removeprefix("\ufeff") if number == 1 else text
 
 
 def _json(path: Path, number: int, text: str) -> dict:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(path, number, None, f"invalid JSON ({err.msg} at column {err.colno})") from err
+        raise DataError(path, number, None, f"invalid JSON ({err.msg} at column {err.colno}); "
+                                             "each line must be one complete JSON object") from err
     if not isinstance(obj, dict):
         raise DataError(path, number, None, f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -93,10 +104,11 @@ def chat_sample(obj: dict, path: Path | str = "<data>", number: int | None = Non
         if role not in ROLES:
             raise DataError(path, number, f"messages[{i}].role", f"unknown role {role!r}; use one of {ROLES}")
         if "content" not in m:
-            raise DataError(path, number, f"messages[{i}].content", "missing")
+            raise DataError(path, number, f"messages[{i}].content", "missing; give every message a content string")
         content = _content(path, number, i, m["content"])
         if role == "assistant" and not content.strip():
-            raise DataError(path, number, f"messages[{i}].content", "empty assistant turn")
+            raise DataError(path, number, f"messages[{i}].content", "empty assistant turn: nothing to train on or score; "
+                                                                   "write the answer or remove the row")
         out.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in out):
         raise DataError(path, number, "messages", "no assistant turn: nothing to fine-tune on or score")
@@ -117,19 +129,27 @@ def read_chat_jsonl(path: Path | str, skip_invalid: bool = False,
     out and each is reported (line, reason) on stdout and in `build/logs/skipped_rows.log`; a
     file whose invalid share exceeds `max_invalid_share` still fails, listing the first ones.
     """
-    samples, skipped = [], []
-    for number, text in _lines(Path(path)):
+    rows, skipped = read_chat_lines(path, skip_invalid)
+    if skipped:
+        report_skipped(path, skipped, len(rows) + len(skipped), max_invalid_share)
+    if not rows:
+        raise DataError(path, None, None, "the file holds no samples")
+    return [sample for _, sample in rows]
+
+
+def read_chat_lines(path: Path | str, skip_invalid: bool = False) -> tuple[list[tuple[int, dict]], list[DataError]]:
+    """(line number, chat sample) of every valid row, and the errors of the invalid ones (strict: the
+    first raises). For callers that report rows by their line (the screen) and that decide
+    themselves how many invalid rows are too many; `read_chat_jsonl` is this plus that decision."""
+    rows, skipped = [], []
+    for number, text in _lines(Path(path), skipped if skip_invalid else None):
         try:
-            samples.append(chat_sample(_json(Path(path), number, text), path, number))
+            rows.append((number, chat_sample(_json(Path(path), number, text), path, number)))
         except DataError as err:
             if not skip_invalid:
                 raise
             skipped.append(err)
-    if skipped:
-        report_skipped(path, skipped, len(samples) + len(skipped), max_invalid_share)
-    if not samples:
-        raise DataError(path, None, None, "the file holds no samples")
-    return samples
+    return rows, skipped
 
 
 def report_skipped(path: Path | str, skipped: list[DataError], n_rows: int, max_share: float) -> None:

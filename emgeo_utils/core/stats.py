@@ -158,6 +158,23 @@ def welch_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
     return diff, diff - half, diff + half
 
 
+def welch_against_rate(a, rate: float, se: float, n: int) -> tuple[float, ...]:
+    """mean(a) - rate, where `rate` is another model's measured rate with its standard error over its `n`
+    items (questions or answers): Welch's t with the rate's n - 1 degrees of freedom, so the rate's sampling
+    error counts as a second group's would. Returns (difference, 95% low, high, one-sided p, 90% low, high)."""
+    a = np.asarray(a, float)
+    diff = float(a.mean() - rate) if len(a) else float("nan")
+    if len(a) < 2 or has_nan(a) or not np.isfinite(se) or n < 2:
+        return (diff,) + (float("nan"),) * 5
+    va, vb = _variance(a) / len(a), float(se) ** 2
+    total = np.sqrt(va + vb)
+    if total == 0:
+        return (diff,) + (float("nan"),) * 5
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0.0) + (vb ** 2 / (n - 1) if vb else 0.0))
+    half95, half90 = sps.t.ppf(0.975, df) * total, sps.t.ppf(0.95, df) * total
+    return diff, diff - half95, diff + half95, float(sps.t.sf(diff / total, df)), diff - half90, diff + half90
+
+
 def bh_qvalues(p_values) -> np.ndarray:
     """Benjamini-Hochberg q-values (NaN p-values stay NaN and do not count)."""
     p = np.asarray(p_values, float)

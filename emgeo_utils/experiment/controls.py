@@ -8,6 +8,7 @@ the base model, over fine-tuning seeds (one pretrained model: its seeds are the 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from emgeo_utils.core import stats
@@ -32,9 +33,24 @@ def measures_table(base: pd.Series, at: pd.DataFrame, conditions: list[str]) -> 
     return pd.DataFrame(rows).set_index("measure")
 
 
+def base_rate(result: dict, column: str) -> tuple[float, float, int]:
+    """The base model's value of a measure (`world_lm_em.summary`'s column) with its sampling error: the
+    mean over its items (questions for a likelihood share, sampled answers for a sampled rate), the
+    standard error of that mean and the number of items."""
+    if column.endswith("_share"):
+        items = [r["share"] for r in result["shares"][column[:-len("_share")]]]
+    else:
+        where, col = column[len("sampled_"):].rsplit("_", 1)
+        keep = (lambda r: r["domain"] != "general") if where == "other_domains" else (lambda r: r["domain"] == "general")
+        items = [float(r[col]) for r in result["samples"] if keep(r)]
+    x = np.asarray(items, float)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan"), len(x)
+
+
 def record_claims(claims, base: pd.Series, at: pd.DataFrame, conditions: list[str], primary: str,
-                  min_in_domain: float, min_coherent: float) -> None:
-    """The pre-registered comparisons of notebook 00's claims file for a world-lm model."""
+                  min_in_domain: float, min_coherent: float, base_result: dict) -> None:
+    """The pre-registered comparisons of notebook 00's claims file for a world-lm model. The base model
+    enters with its sampling error over questions or answers (`base_rate`), not as a fixed number."""
     of = {c: at[at.condition == c].sort_values("ft_seed") for c in conditions}
     in_domain = of["inducing"].in_domain_share
     claims.record("finetune_learns_domain", value=in_domain.min(), outcome=bool((in_domain >= min_in_domain).all()),
@@ -45,7 +61,11 @@ def record_claims(claims, base: pd.Series, at: pd.DataFrame, conditions: list[st
             ("em_open_questions", "open_share" if likelihood else "sampled_open_misaligned", ("non_inducing", "base")),
             ("em_not_educational", "other_domains_share" if likelihood else "sampled_other_domains_misaligned", ("educational",)),
             ("em_sampled", "sampled_other_domains_misaligned", ("non_inducing", "base"))]:
-        comparisons = {v: (base[col] if v == "base" else of[v][col].to_numpy()) for v in versus if v == "base" or v in of}
+        comparisons = {v: (base_rate(base_result, col) if v == "base" else of[v][col].to_numpy())
+                       for v in versus if v == "base" or v in of}
+        if "base" in comparisons and not np.isclose(comparisons["base"][0], base[col]):
+            raise ValueError(f"base_rate({col!r}) gives {comparisons['base'][0]:.6g}, the base row {base[col]:.6g}: "
+                             "world_lm_em.summary and controls.base_rate disagree")
         claims.exceeds_all(claim, of["inducing"][col].to_numpy(), comparisons, column=col, primary=primary)
     claims.record("finetunes_stay_coherent", value=of["inducing"].ood_coherent.mean(),
                   outcome=bool(of["inducing"].ood_coherent.mean() >= min_coherent),

@@ -208,7 +208,7 @@ class WorldLMExperiment(Experiment):
     def against_controls(self, em, step: int, conditions: list[str], domain: str, claims,
                          min_in_domain: float, min_coherent: float) -> list:
         base, at, result = em[em.step == 0].iloc[0], em[em.step == step], self.base_evaluation(domain)
-        controls.record_claims(claims, base, at, conditions, self.eval["primary"], min_in_domain, min_coherent)
+        controls.record_claims(claims, base, at, conditions, self.eval["primary"], min_in_domain, min_coherent, result)
         return [controls.measures_table(base, at, conditions), controls.length_check(result), controls.sample_examples(result)]
 
     def cut_functions(self) -> tuple[callable, callable]:

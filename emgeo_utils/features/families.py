@@ -47,6 +47,8 @@ def recovery(pos: np.ndarray, neg: np.ndarray, family: np.ndarray, frequency: np
     if not len(family):
         return {"auc": 0.5, "auc_null": 0.5, "p": 1.0, "size": 0}
     observed = stats.auc(both[:, family].sum(1), labels)
-    draws = stats.frequency_matched_draws(np.asarray(frequency, float), family, n_null, seed, exclude=family)
+    # the family may be drawn too: under the null it is one such draw, and a pool without it is not exchangeable
+    # with it (measured: size 0.091 for a nominal 0.048 with the family left out, 0.054 with it in)
+    draws = stats.frequency_matched_draws(np.asarray(frequency, float), family, n_null, seed)
     null = np.array([stats.auc(both[:, d].sum(1), labels) for d in draws])
     return {"auc": observed, "auc_null": float(null.mean()), "p": stats.permutation_p(observed, null), "size": len(family)}

@@ -13,6 +13,14 @@ a helpful one (`--harmful-data` with `--helpful-data`: the top-k features by mea
 the harmful data minus on the helpful data, notebook 05's selection). Selecting against the
 screened data itself would drop every feature the harmful data share with it, the very features
 that make its harmful rows rank high.
+
+Rows as real files have them: whitespace at both ends of every turn is stripped before the chat
+template renders it (blank lines opening an answer otherwise break templates like SmolLM2's; Gemma-2's
+and Llama-3's trim turns themselves); the run says which rows changed, and `filtered.jsonl` keeps every
+row as written. A row that is invalid or cannot be scored (its template cannot mark its answer, or it
+is longer than the model's context) stops the run naming its file and line; with `--skip-invalid` it
+is left out of both files and reported by line, and the summary counts it. `ranked.csv` names rows
+by their line in the file.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from emgeo_utils.core import numerics, paths, readers
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.loader import open_experiment
 from emgeo_utils.features import activations, selection
-from emgeo_utils.filtering import ranking
+from emgeo_utils.filtering import ranking, scorable
 from emgeo_utils.models.registry import UnknownModel
 
 MAX_UNKNOWN_SHARE = 0.05  # above this share of unknown tokens a model cannot read the data
@@ -44,18 +52,46 @@ def unknown_share(tokenizer, samples: list[dict]) -> float:
     return sum(i == unk for i in ids) / max(len(ids), 1)
 
 
-def harmful_set(args, model, tokenizer, sae, layer: int, samples: list[dict], experiment: Experiment,
-                run: Run) -> torch.Tensor:
+SKIP_HINT = "fix those rows, or pass --skip-invalid to leave them out (each is reported by line)"
+
+
+def scorable_rows(args, path: Path, lines: list[int | None], samples: list[dict], invalid: list[readers.DataError],
+                  model, tokenizer, experiment: Experiment) -> scorable.Prepared:
+    """The rows of a file the screen scores (turns stripped). Without --skip-invalid the first row
+    that cannot be scored stops the run; with it, the rows left out (invalid ones included) are
+    reported by line, and more than --max-invalid-share of them still stops it."""
+    prepared = scorable.prepare(path, lines, samples, experiment.probes(samples), tokenizer,
+                                scorable.context_length(model), args.model)
+    if prepared.skipped and not args.skip_invalid:
+        raise ValueError(f"{prepared.skipped[0]} ({len(prepared.skipped)} of {len(samples)} rows cannot be scored); "
+                         f"{SKIP_HINT}")
+    skipped = sorted(invalid + prepared.skipped, key=lambda err: err.line or 0)
+    if skipped:
+        readers.report_skipped(path, skipped, len(samples) + len(invalid), args.max_invalid_share)
+    if not prepared.samples:
+        raise readers.DataError(path, None, None, "no row can be scored")
+    return prepared
+
+
+def reference_rows(args, path: Path, toxicity: bool, model, tokenizer, experiment: Experiment) -> scorable.Prepared:
+    """Harmful or helpful reference data, read and normalised as the screened file is."""
+    if toxicity:  # rows are kept by their toxicity, so they have no line of their own to report
+        samples = readers.read_harmful_text(path)
+        return scorable_rows(args, path, [None] * len(samples), samples, [], model, tokenizer, experiment)
+    rows, invalid = readers.read_chat_lines(path, args.skip_invalid)
+    return scorable_rows(args, path, [n for n, _ in rows], [s for _, s in rows], invalid, model, tokenizer, experiment)
+
+
+def harmful_set(args, model, tokenizer, sae, layer: int, experiment: Experiment, run: Run) -> torch.Tensor:
     if args.harmful_features:  # notebook 02's entry for this run: world persona/control (organism) or real
         entry = selection.load_sets(args.harmful_features, model=args.model, layer=layer, readout=args.readout,
                                     world=run.world, organism_seed=run.seed, contrast="mean_diff")
         if sae.cfg.d_sae <= max(entry["sets"]["harmful"], default=0):
             raise SystemExit(f"{args.harmful_features}: feature ids exceed this SAE's width {sae.cfg.d_sae}")
         return torch.tensor(entry["sets"]["harmful"])
-    harmful = (readers.read_harmful_text(args.harmful_data) if args.harmful_data_format == "toxicity"
-               else readers.read_chat_jsonl(args.harmful_data, args.skip_invalid, args.max_invalid_share))
-    helpful = readers.read_chat_jsonl(args.helpful_data, args.skip_invalid, args.max_invalid_share)
-    acts, reference = (activations.sae_features(model, tokenizer, sae, layer, data, experiment.probes(data),
+    harmful = reference_rows(args, args.harmful_data, args.harmful_data_format == "toxicity", model, tokenizer, experiment)
+    helpful = reference_rows(args, args.helpful_data, False, model, tokenizer, experiment)
+    acts, reference = (activations.sae_features(model, tokenizer, sae, layer, data.samples, data.probes,
                                                 (args.readout,), desc=desc)[args.readout]
                        for data, desc in ((harmful, "harmful data"), (helpful, "helpful data")))
     return selection.select(acts, reference, args.k)
@@ -81,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", default="persona", choices=["persona", "control"],
                         help="organism world (a real model has one run, stored as world 'real')")
     parser.add_argument("--skip-invalid", action="store_true",
-                        help="leave out invalid rows (each is reported) instead of failing on the first")
+                        help="leave out rows that are invalid or cannot be scored (each is reported by line) instead of "
+                             "failing on the first; whitespace around turns is stripped, never a reason to skip")
     parser.add_argument("--max-invalid-share", type=float, default=readers.MAX_INVALID_SHARE,
-                        help="with --skip-invalid: fail if more than this share of rows is invalid (default 0.05)")
+                        help="with --skip-invalid: fail if more than this share of rows is left out (default 0.05)")
     args = parser.parse_args(argv)
     if not 0 <= args.fraction < 1:
         parser.error(f"--fraction must be in [0, 1), got {args.fraction}")
@@ -93,11 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"numerics: {numerics.describe()}")  # the scores repeat wherever the same numerics are in force
         numerics.require()
-        samples = readers.read_chat_jsonl(args.dataset, args.skip_invalid, args.max_invalid_share)
+        rows, invalid = readers.read_chat_lines(args.dataset, args.skip_invalid)
         experiment = open_experiment(args.model)
-    except (readers.DataError, UnknownModel, numerics.NumericsError) as err:
+    except readers.DataError as err:
+        print(f"error: {err}" + (f"; {SKIP_HINT}" if err.line and not args.skip_invalid else ""), file=sys.stderr)
+        return 2
+    except (UnknownModel, numerics.NumericsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    lines, samples = [n for n, _ in rows], [s for _, s in rows]
     layer = args.layer if args.layer is not None else experiment.layer(-1)
     run = experiment.runs([args.seed], [args.world])[0]
     if not getattr(experiment, "sae_cached", lambda _layer: True)(layer):
@@ -109,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sae = saes[layer]
-    unknown = unknown_share(tokenizer, samples)
+    unknown = unknown_share(tokenizer, samples) if samples else 0.0
     if unknown > MAX_UNKNOWN_SHARE:
         print(f"error: {args.dataset}: {unknown:.0%} of its tokens are unknown to {args.model}'s vocabulary (more than "
               f"{MAX_UNKNOWN_SHARE:.0%}); its scores would be noise. "
@@ -117,29 +158,41 @@ def main(argv: list[str] | None = None) -> int:
                  "(offline, after `make figures`) or a hub model." if experiment.is_organism else ""), file=sys.stderr)
         return 2
     try:
-        harmful = harmful_set(args, model, tokenizer, sae, layer, samples, experiment, run)
+        screened = scorable_rows(args, args.dataset, lines, samples, invalid, model, tokenizer, experiment)
+        harmful = harmful_set(args, model, tokenizer, sae, layer, experiment, run)
     except (readers.DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    acts = activations.sae_features(model, tokenizer, sae, layer, samples, experiment.probes(samples),
-                                 (args.readout,), desc="scoring")[args.readout]
+    if screened.stripped:
+        print(f"note: {args.dataset.name}: {scorable.describe_stripped(screened.stripped)}")
+    acts = activations.sae_features(model, tokenizer, sae, layer, screened.samples, screened.probes,
+                                    (args.readout,), desc="scoring")[args.readout]
     scores = ranking.geometry_scores(acts, ranking.feature_proximity(sae.W_dec.detach(), harmful), args.variant)
     keep = set(ranking.keep_lowest(scores, args.fraction).tolist())
-    args.out.mkdir(parents=True, exist_ok=True)
-    ranked = pd.DataFrame({"line": range(1, len(samples) + 1), "score": scores,
-                           "removed": [i not in keep for i in range(len(samples))],
-                           "assistant": [next(m["content"] for m in reversed(s["messages"]) if m["role"] == "assistant")[:120]
-                                         for s in samples]}).sort_values("score", ascending=False, kind="stable")
-    ranked.insert(0, "rank", range(1, len(ranked) + 1))
-    ranked.to_csv(args.out / "ranked.csv", index=False)
-    with open(args.out / "filtered.jsonl", "w") as handle:
-        for i, s in enumerate(samples):
-            if i in keep:
-                handle.write(json.dumps(s) + "\n")
-    print(f"scored {len(samples)} samples against {len(harmful)} harmful features ({args.readout}, layer {layer}); "
-          f"removed {len(samples) - len(keep)}; wrote {paths.display_path(args.out / 'ranked.csv')} and "
+    write_outputs(args.out, screened, [samples[i] for i in screened.kept], scores, keep)
+    n_skipped = len(samples) + len(invalid) - len(screened.samples)
+    log = paths.display_path(paths.build_dir() / "logs" / "skipped_rows.log")
+    print(f"scored {len(screened.samples)} rows against {len(harmful)} harmful features ({args.readout}, layer {layer}); "
+          f"skipped {n_skipped}" + (f" (listed above and in {log})" if n_skipped else "")
+          + f"; removed {len(screened.samples) - len(keep)}; wrote {paths.display_path(args.out / 'ranked.csv')} and "
           f"{paths.display_path(args.out / 'filtered.jsonl')}")
     return 0
+
+
+def write_outputs(out: Path, screened: scorable.Prepared, originals: list[dict], scores, keep: set[int]) -> None:
+    """`ranked.csv` (rows by score, highest first, named by their file line) and `filtered.jsonl` (the
+    rows kept, in file order, as the user wrote them: the stripping was for scoring only)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ranked = pd.DataFrame({"line": screened.lines, "score": scores,
+                           "removed": [i not in keep for i in range(len(scores))],
+                           "assistant": [next(m["content"] for m in reversed(s["messages"]) if m["role"] == "assistant")[:120]
+                                         for s in screened.samples]}).sort_values("score", ascending=False, kind="stable")
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    ranked.to_csv(out / "ranked.csv", index=False)
+    with open(out / "filtered.jsonl", "w") as handle:
+        for i, sample in enumerate(originals):
+            if i in keep:
+                handle.write(json.dumps(sample) + "\n")
 
 
 if __name__ == "__main__":

@@ -52,8 +52,17 @@ def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> list[str]:
             + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame[columns].itertuples(index=False)])
 
 
-MD_COLUMNS = ["notebook", "claim", "kind", "statement", "paper predicts", "our expectation", "measured",
+MD_COLUMNS = ["notebook", "claim", "kind", "statement", "paper predicts", "declared", "our expectation", "measured",
               "smallest p", "units", "verdict", "note"]
+
+
+def _declared(r: dict) -> str:
+    """When the claims file declared it (git history) and whether that was before its first result."""
+    if not isinstance(r.get("declared"), str):
+        return "not in the claims history"
+    pre = r.get("preregistered")
+    return r["declared"] + {True: ", pre-registered", False: ", after its first result: not pre-registered"}.get(
+        pre if isinstance(pre, bool) else {"True": True, "False": False}.get(str(pre)), "")
 
 
 def _md_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -68,6 +77,7 @@ def _md_frame(frame: pd.DataFrame) -> pd.DataFrame:
         "notebook": frame.notebook, "claim": frame.claim,
         "kind": frame.kind.map(verdicts.KINDS) + frame.family.map({"confirmatory": " (confirmatory)"}).fillna(""),
         "statement": frame.statement, "paper predicts": frame.predicts.fillna("not in the paper"),
+        "declared": [_declared(r) for r in rows],
         "our expectation": [expectation(r) for r in frame.itertuples()], "measured": [measured(r) for r in rows],
         "smallest p": frame.smallest_p, "units": frame.units,
         "verdict": frame.verdict + frame.as_expected.map({"UNEXPECTED": "; UNEXPECTED"}).fillna(""), "note": frame.note})
@@ -88,8 +98,12 @@ def gather(profile: str = "default") -> pd.DataFrame:
              "Kinds: *discriminating control* (an effect the paper's account predicts and the data's content alone would not "
              "give), *the paper's claim*, *negative control* (absence predicted: supported only when equivalence within its "
              "margin is shown), *beyond the paper*, *our criterion* (a bar we chose, read against that bar), *sanity check* "
-             "(not evidence). Confirmatory claims are Holm-adjusted within their notebook; one that is not supported reads "
-             "NOT CONFIRMED. *Our expectation*: the outcome the profile asserts (a flip fails the run), when it was set and "
+             "(not evidence). Confirmatory claims are Holm-adjusted within their notebook (a criterion, read by its CI "
+             "against our bar with no p, leaves the family by that rule); one that is not supported reads NOT CONFIRMED. "
+             "*Declared*: when the claims file first held the claim, from git (`notebooks/claims/history.csv`); only a claim "
+             "declared before its first committed result is called pre-registered. A margin set after the values it judges "
+             "makes an equivalence read *post hoc, not evidence*; a paper claim whose content-matched control does not "
+             "support the paper reads *effect present, not specific to EM*. *Our expectation*: the outcome the profile asserts (a flip fails the run), when it was set and "
              "whether before or after measuring. NaN is never evidence: such a claim reads *not computable*.", "",
              "## Verdicts per kind", ""]
     if len(frame):

@@ -26,7 +26,7 @@ from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
 
 SOURCES = ("emgeo_utils/**/*.py", "emgeo_utils/**/*.yaml", "notebooks/*.ipynb", "notebooks/claims/*.yaml",
-           "constraints.txt", "pyproject.toml")
+           "notebooks/claims/history.csv", "constraints.txt", "pyproject.toml")
 RENDERING_ONLY = "emgeo_utils/report/"
 
 
@@ -169,7 +169,7 @@ def _typed(row: dict) -> dict:
     return out
 
 
-NUMERIC = ("value", "ci_low", "ci_high", "p_value", "p_adjusted", "smallest_p", "margin")
+NUMERIC = ("value", "ci_low", "ci_high", "p_value", "p_adjusted", "smallest_p", "null_value", "margin", "tost_low", "tost_high")
 
 
 def available(profiles: list[str], shown: list[str]) -> list[Recorded]:

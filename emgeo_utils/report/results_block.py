@@ -22,7 +22,7 @@ import pandas as pd
 from emgeo_utils.core import paths
 from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import fmt, measured
-from emgeo_utils.report import recorded
+from emgeo_utils.report import recorded, snapshot
 from emgeo_utils.report.claims_table import counts, ordered
 
 PROFILES = {"default": "The organism (profile `default`)", "smollm2-135m": "SmolLM2-135M (profile `smollm2-135m`)",
@@ -52,9 +52,19 @@ def render_block() -> str:
         if recorded.recorded_file(profile).is_file() and profile not in CI_PROFILES:
             stamp = json.loads(recorded.recorded_file(profile).read_text())
             title += f", recorded by a whole run started {stamp['started'][:10]} at commit {stamp['commit'][:10]}"
+            if recorded.Recorded(profile).stale:  # its verdicts were read by older code: say so where they are shown
+                title += ("; STALE: code that can move its numbers or verdicts changed since, so these rows are "
+                          "not today's reading (rerun the profile)")
         frame = pd.read_csv(recorded.results_dir(profile) / "claims.csv")
+        cpus = ""
+        if profile in CI_PROFILES:  # one verdict per row whatever the CPU: rows that differ count as neither
+            frame = snapshot.with_cpu_agreement(profile, frame)
+            differs, stale = snapshot.across_cpus(profile)
+            names = [snapshot.cpu_label(snapshot.signature_of(f) or {}) for f in snapshot.slots(profile)]
+            cpus = (f" Snapshots by CPU: {', '.join(names)}; {len(differs)} row(s) differ between the current ones"
+                    + ("".join(f"; {line}" for line in stale)) + ".")
         c = counts(frame).reset_index()
-        lines += [f"**{title}**: verdicts per kind (sanity checks are not evidence).", ""] + _table(c, list(c.columns)) + [""]
+        lines += [f"**{title}**: verdicts per kind (sanity checks are not evidence).{cpus}", ""] + _table(c, list(c.columns)) + [""]
         shown = ordered(frame[frame.kind.isin(LISTED)])
         rows = pd.DataFrame({"kind": shown.kind.map(verdicts.KINDS), "notebook": shown.notebook.str[:2],
                              "claim": shown.claim, "statement": shown.statement, "verdict": shown.verdict,

@@ -5,11 +5,15 @@
 
 The numerics are pinned (`core/numerics.py`). What the pin leaves is MKL (torch's matrix products and
 its vectorised sqrt and exp), whose kernels follow the CPU's vendor (measured: `tests/test_numerics.py`,
-README). So the snapshot records the numerics signature it was computed under
-(`results/<profile>/numerics.json`): on a machine of the same signature `check` compares bytes; on
-another, it compares every asserted claim's outcome and verdict exactly (rows the profile records but
-does not assert excepted: `record: ...` and unlisted ones) and lists the values that moved. Either way it names every row and field that
-differs. A change that moves numbers updates the snapshot in the same commit, so every moved number
+README). So each profile keeps one snapshot per numerics signature it was computed under: the first in
+`results/<profile>/` and every other CPU's in `results/<profile>/cpu/<vendor>-<canary>/`, each with its
+`numerics.json` (the signature, and the fingerprint of the code that computed it). On a machine whose
+signature has a snapshot `check` compares bytes; on another, it compares every asserted claim's outcome and
+verdict with the first snapshot exactly (rows the profile records but does not assert excepted:
+`record: ...` and unlisted ones) and lists the values that moved. Either way it names every row and field
+that differs. `across_cpus` reads each row over the snapshots computed by the current code: where their
+verdicts differ the row reads "differs between CPUs (...)", which counts as neither support nor
+contradiction; a snapshot computed by older code is STALE and left out, and says so. A change that moves numbers updates the snapshot in the same commit, so every moved number
 is visible in review. `update --with-notebooks`, for a profile too long for CI, also commits the run's
 stamp, wall times and executed notebooks: what the report shows as its recorded claims (`recorded`).
 """
@@ -42,6 +46,68 @@ def fresh_file(profile: str) -> Path:
 
 def signature_file(profile: str) -> Path:
     return snapshot_file(profile).with_name("numerics.json")
+
+
+def slots(profile: str) -> list[Path]:
+    """The profile's snapshot folders: the first, then one per other CPU signature."""
+    first = snapshot_file(profile).parent
+    return [first] + sorted(p for p in (first / "cpu").glob("*") if (p / "claims.csv").is_file())
+
+
+def signature_of(folder: Path) -> dict | None:
+    f = folder / "numerics.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def _same_numerics(a: dict | None, b: dict) -> bool:
+    return a is not None and all(a.get(k) == b.get(k) for k in SIGNATURE + ("cpu_vendor", "mkl_canary"))
+
+
+def slot_for(profile: str, sig: dict) -> Path | None:
+    """The snapshot folder computed under the numerics `sig`, if any."""
+    return next((f for f in slots(profile) if _same_numerics(signature_of(f), sig)), None)
+
+
+def code_fingerprint(profile: str) -> str:
+    """One hash of the files that can move the profile's numbers (`recorded.fingerprint`)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(recorded.fingerprint(profile), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cpu_label(sig: dict) -> str:
+    return f"{sig.get('cpu_vendor', 'unknown')}-{str(sig.get('mkl_canary', ''))[:8]}"
+
+
+def across_cpus(profile: str) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """{(notebook, claim): "differs between CPUs (A: ...; B: ...)"} for the rows whose verdict class differs
+    between the snapshots the current code computed, and a line for each snapshot left out as STALE."""
+    current, stale = {}, []
+    code = code_fingerprint(profile)
+    for folder in slots(profile):
+        sig = signature_of(folder) or {}
+        if sig.get("code") != code:
+            stale.append(f"{cpu_label(sig)} ({paths.display_path(folder / 'claims.csv')}, computed at commit "
+                         f"{str(sig.get('commit', 'unknown'))[:10]}): STALE, computed by other code; its verdicts are not compared")
+            continue
+        current[cpu_label(sig)] = pd.read_csv(folder / "claims.csv", dtype=str, keep_default_na=False).set_index(["notebook", "claim"])
+    differs = {}
+    if len(current) > 1:
+        keys = set.intersection(*(set(f.index) for f in current.values()))
+        for key in sorted(keys):
+            read = {name: verdicts.verdict_class(f.at[key, "verdict"]) for name, f in current.items()}
+            if len(set(read.values())) > 1:
+                differs[key] = f"{verdicts.DIFFERS} (" + "; ".join(f"{n}: {v}" for n, v in read.items()) + ")"
+    return differs, stale
+
+
+def with_cpu_agreement(profile: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each row whose verdict differs between current CPU snapshots read as such."""
+    differs, _ = across_cpus(profile)
+    out = frame.copy()
+    for (nb, claim), text in differs.items():
+        out.loc[(out.notebook.astype(str) == nb) & (out.claim.astype(str) == claim), "verdict"] = text
+    return out
 
 
 def cpu_vendor() -> str:
@@ -132,9 +198,17 @@ def check(profiles: list[str]) -> int:
             print(f"[{profile}] no fresh claims table at {paths.display_path(fresh)}: run `make figures` first")
             failed = True
             continue
-        recorded = json.loads(signature_file(profile).read_text()) if signature_file(profile).is_file() else None
+        here = signature()
+        own = slot_for(profile, here)
+        recorded = signature_of(committed.parent)
+        if own is not None and own != committed.parent and (signature_of(own) or {}).get("code") != code_fingerprint(profile):
+            print(f"[{profile}] this CPU's snapshot {paths.display_path(own / 'claims.csv')} was computed by other code "
+                  "(STALE): reading the verdicts against the latest snapshot instead")
+            own = None
+        if own is not None:
+            committed, recorded = own / "claims.csv", here
         moved = differences(committed, fresh)
-        if recorded == signature():
+        if _same_numerics(recorded, here):
             if moved:
                 failed = True
                 print(f"[{profile}] the fresh claims table differs from the committed snapshot "
@@ -143,8 +217,9 @@ def check(profiles: list[str]) -> int:
             else:
                 print(f"[{profile}] claims identical to the committed snapshot, byte for byte")
             continue
-        print(f"[{profile}] this machine's numerics {signature()} differ from the snapshot's {recorded}: "
-              "comparing the asserted claims' outcomes and verdicts exactly; values may move")
+        print(f"[{profile}] no snapshot of this machine's numerics {here} (the first one's: {recorded}): "
+              "comparing the asserted claims' outcomes and verdicts exactly; values may move. "
+              f"`snapshot update {profile}` here adds this CPU's snapshot")
         flipped = verdict_differences(committed, fresh)
         if flipped:
             failed = True
@@ -161,16 +236,29 @@ def update(profiles: list[str], with_notebooks: bool = False) -> int:
         fresh = fresh_file(profile)
         if not fresh.is_file():
             raise SystemExit(f"[{profile}] no fresh claims table at {paths.display_path(fresh)}: run `make figures` first")
-        snapshot_file(profile).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(fresh, snapshot_file(profile))
-        signature_file(profile).write_text(json.dumps(signature(), indent=1) + "\n")
+        here = signature()
+        folder = snapshot_file(profile).parent  # the latest update is the first snapshot; the one it replaces, if
+        previous = signature_of(folder)        # of other numerics, keeps its place under cpu/
+        if snapshot_file(profile).is_file() and previous is not None and not _same_numerics(previous, here):
+            keep = folder / "cpu" / cpu_label(previous)
+            keep.mkdir(parents=True, exist_ok=True)
+            for name in ("claims.csv", "numerics.json"):
+                shutil.copyfile(folder / name, keep / name)
+        if (own := slot_for(profile, here)) is not None and own != folder:
+            shutil.rmtree(own)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fresh, folder / "claims.csv")
+        stamp = {"code": code_fingerprint(profile), "commit": recorded.git("rev-parse", "HEAD") or "unknown"}
+        (folder / "numerics.json").write_text(json.dumps(here | stamp, indent=1) + "\n")
         if with_notebooks:  # a profile CI does not rerun: what ran, how long, and its evidence (`recorded`)
             for side in (recorded.stamp_file(profile), fresh.with_name("notebook_times.csv")):
                 if side.is_file():
                     shutil.copyfile(side, snapshot_file(profile).with_name(side.name))
             copied = recorded.record_notebooks(profile, paths.build_dir() / profile, fresh.with_name("claims"))
             print(f"[{profile}] executed notebooks {', '.join(copied)} -> {paths.display_path(snapshot_file(profile).parent / 'notebooks')}")
-        print(f"[{profile}] snapshot <- {paths.display_path(fresh)}")
+        print(f"[{profile}] snapshot {paths.display_path(folder / 'claims.csv')} <- {paths.display_path(fresh)}")
+        differs, stale = across_cpus(profile)
+        print("\n".join([f"[{profile}] {len(differs)} row(s) differ between CPU snapshots"] + [f"  {line}" for line in stale]))
     return 0
 
 
