@@ -1,1 +1,1 @@
-"""Claims as data: the pre-registration files, the record each notebook fills, verdicts by kind."""
+"""Claims as data: the files that declare them (dated from git), the record each notebook fills, verdicts by kind."""

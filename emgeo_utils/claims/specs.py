@@ -1,6 +1,7 @@
 """The two files behind every claim: what it says (the notebook's claims file) and what a profile expects.
 
-`notebooks/claims/<notebook>.yaml` is the pre-registration, readable on its own: per claim its statement,
+`notebooks/claims/<notebook>.yaml` declares each claim, read on its own (a pre-registration only for the claims
+git shows declared before their first result: `claims/history.py`): per claim its statement,
 the paper's sentence it tests (or "beyond the paper"), its kind (`claims/verdicts.py`), its family
 (confirmatory: the paper's claims as pre-registered and the bars they rest on, Holm-adjusted within the
 notebook; or exploratory),

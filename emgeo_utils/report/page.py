@@ -318,7 +318,7 @@ def build(profiles: list[str], recorded_profiles: list[str] = ()) -> Path:
 <h1>emgeo: every claim, its evidence and its notebook</h1>
 <p>The runnable companion to {html.escape(PAPER)}. Each row below was computed by the notebook it links to; a link opens the
 executed notebook at the cell that checked the claim. Each claim is declared, with its kind, direction, null and
-margin, in its notebook's claims file (<code>notebooks/claims/</code>: the pre-registration), and read by its kind:
+margin, in its notebook's claims file (<code>notebooks/claims/</code>; a pre-registration only where its declared date, from git, precedes its first result), and read by its kind:
 a predicted effect <span class=supports>supports</span> the paper when significant in its direction,
 <span class=contradicts>contradicts</span> it when significant the other way or when equivalence to no effect is shown;
 a predicted absence (negative control) is supported only by equivalence within its margin; our own criteria are read
