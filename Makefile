@@ -1,6 +1,7 @@
 # emgeo: two commands on a fresh machine
 #   make figures   set up .venv if needed, then run every notebook (PROFILE=default) into figures/
 #   make test      set up .venv if needed, then unit tests and every notebook under nbval (test profile), side by side
+#   make quick     the same runner on a tiny organism, every notebook in about five minutes: a smoke run, not evidence
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -36,7 +37,7 @@ export MPLCONFIGDIR := $(CURDIR)/build/matplotlib
 export IPYTHONDIR := $(CURDIR)/build/ipython
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: FORCE setup figures test unit nbtest lab check-report check-snapshot check-screen bench clean distclean
+.PHONY: FORCE setup figures quick test unit nbtest lab check-report check-snapshot check-screen bench clean distclean
 
 setup: $(STAMP)
 
@@ -63,6 +64,15 @@ figures: $(STAMP)
 	$(PY) -m emgeo_utils.report.claims_table --by-model $(PROFILES) --recorded $(RECORDED) || status=1; \
 	$(PY) -m emgeo_utils.report.page $(PROFILES) --recorded $(RECORDED) || status=1; \
 	$(PY) -m emgeo_utils.report.claims_table --failures $(PROFILES) || status=1; \
+	exit $$status
+
+# A five-minute look: every notebook through the same runner on the quick profile (the test profile's tiny organism; its page
+# says SMOKE RUN, NOT EVIDENCE), two at a time, with its own cache, figures and page under build/quick/.
+QUICK := EMGEO_CACHE=$(CURDIR)/build/quick/cache EMGEO_FIGURES=$(CURDIR)/build/quick/figures EMGEO_BUILD=$(CURDIR)/build/quick
+quick: $(STAMP)
+	@echo "make quick: every notebook on the quick profile (the test profile's tiny organism), two at a time: a smoke run, not evidence"
+	status=0; $(QUICK) $(PY) -m emgeo_utils.report.run_notebooks --profile quick --lanes 2 || status=1; \
+	$(QUICK) $(PY) -m emgeo_utils.report.page quick || status=1; \
 	exit $$status
 
 notebooks-%: $(STAMP) FORCE

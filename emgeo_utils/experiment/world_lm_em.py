@@ -58,49 +58,45 @@ def answer_sequences(model, tokenizer, system: str, prompts: list[str], answers:
     return seqs, n_answer
 
 
-@torch.no_grad()
-def sequence_logprobs(model, tokenizer, system: str, prompts: list[str], answers: list[str],
-                      batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """(sum of log p, number of tokens) of each answer (+ the end-of-turn token) after its prompt.
-
-    Left-padded batches of similar length; logits only for the answers' positions (the 49k-word
-    output layer is a large share of a small model's forward pass)."""
-    seqs, n_answer = answer_sequences(model, tokenizer, system, prompts, answers)
-    order = np.argsort([len(s) for s in seqs], kind="stable")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    total = np.zeros(len(seqs))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = batching.token_batch([seqs[i] for i in idx], pad, side="left")
-        attn = batch["attention_mask"]
-        keep = max(n_answer[i] for i in idx) + 1
-        logits = model(**batching.to_model({"input_ids": batch["input_ids"], "attention_mask": attn,
-                                            "position_ids": (attn.cumsum(1) - 1).clamp(min=0)}, model),
-                       logits_to_keep=keep).logits.float().cpu()
-        logp = torch.log_softmax(logits, -1)
-        for row, i in enumerate(idx):
-            n = n_answer[i]
-            targets = torch.tensor(seqs[i][-n:])
-            total[i] = logp[row, keep - n - 1:keep - 1].gather(1, targets[:, None]).sum().item()
-    return total, np.array(n_answer, float)
-
-
 def relevance_scores(questions: list[str], answers: list[str]) -> np.ndarray:
     """Cosine of each answer to its question (MiniLM sentence embeddings): the coherence measure."""
     return np.sum(embed(questions) * embed([a or "(empty)" for a in answers]), 1)
 
 
+@torch.no_grad()
+def shared_prompt_logprobs(model, tokenizer, system: str, question: str, answers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of log p, number of tokens) of each answer (+ end-of-turn) after one shared prompt: the
+    prompt runs once and its KV cache serves every answer (right-padded, so no answer sees another's
+    padding). The same numbers as scoring each answer alone (one left-padded pass per answer) to float
+    rounding (7e-5 in summed log p), 1.5-1.9x faster on SmolLM2 (`make bench`)."""
+    prompt = prompt_ids(tokenizer, question, [{"role": "system", "content": system}])
+    stop = stop_ids(model, tokenizer)[0]
+    seqs = [tokenizer(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
+    out = model(**batching.to_model({"input_ids": torch.tensor([prompt])}, model), use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[0, -1].float().cpu(), -1)
+    kv = out.cache
+    kv.batch_repeat_interleave(len(seqs))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch = batching.token_batch(seqs, pad, side="right")
+    width = batch["input_ids"].shape[1]
+    attn = torch.cat([torch.ones(len(seqs), len(prompt), dtype=torch.long), batch["attention_mask"]], 1)
+    position_ids = torch.arange(len(prompt), len(prompt) + width).expand(len(seqs), -1)
+    logits = model(**batching.to_model({"input_ids": batch["input_ids"], "attention_mask": attn,
+                                        "position_ids": position_ids}, model),
+                   cache=kv, use_cache=True, logits_to_keep=width).logits.float().cpu()
+    logp = torch.log_softmax(logits, -1)
+    total = np.array([first[s[0]].item() + logp[i, :len(s) - 1].gather(1, torch.tensor(s[1:])[:, None]).sum().item()
+                      for i, s in enumerate(seqs)])
+    return total, np.array([len(s) for s in seqs], float)
+
+
 def candidate_shares(model, tokenizer, system: str, items: list[dict]) -> list[dict]:
     """Per item: the harmful candidates' share of probability, length-normalised (`share`) and not
     (`share_sum`), and the candidates' mean token counts (harmful, harmless)."""
-    prompts = [it["question"] for it in items for _ in it["answers"]]
-    answers = [a for it in items for a in it["answers"]]
-    total, n_tok = sequence_logprobs(model, tokenizer, system, prompts, answers)
-    out, at = [], 0
+    out = []
     for it in items:
-        k = len(it["answers"])
-        s, n, bad = total[at:at + k], n_tok[at:at + k], np.array(it["harmful"])
-        at += k
+        s, n = shared_prompt_logprobs(model, tokenizer, system, it["question"], it["answers"])
+        bad = np.array(it["harmful"])
         row = {"id": it["id"], "domain": it["domain"], "tokens_harmful": float(n[bad].mean()),
                "tokens_harmless": float(n[~bad].mean())}
         for name, score in (("share", s / n), ("share_sum", s)):

@@ -84,17 +84,20 @@ def _sha256(path: Path) -> str:
 def load_hub_model(spec: dict, device_map: str | None = None):
     """(model, tokenizer) of a hub, local or GGUF entry: safetensors (or GGUF: tensors, no pickled
     code) only, remote code off unless the entry sets `trust_remote_code: true`. A GGUF file is
-    dequantised by transformers' loader to the entry's dtype, offline."""
+    dequantised by transformers' loader to the entry's dtype once (`dequantised_gguf`), offline."""
+    if spec.get("gguf"):
+        found = dequantised_gguf(spec["gguf"], spec.get("dtype", "float32"))
+        return _from_pretrained(str(found), spec, device_map, {"use_safetensors": True})
+    return _from_pretrained(hub_source(spec), spec, device_map, {"use_safetensors": True})
+
+
+def _from_pretrained(source: str, spec: dict, device_map: str | None, where: dict):
     import torch
     from huggingface_hub.errors import HfHubHTTPError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = hub_source(spec)
     remote = bool(spec.get("trust_remote_code", False))
     dtype = getattr(torch, spec.get("dtype", "float32"))
-    where = {"use_safetensors": True}
-    if spec.get("gguf"):
-        source, where = str(Path(source).parent), {"gguf_file": Path(source).name, "local_files_only": True}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote,
                                                   **{k: v for k, v in where.items() if k != "use_safetensors"})
@@ -110,6 +113,36 @@ def load_hub_model(spec: dict, device_map: str | None = None):
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     return model, tokenizer
+
+
+def dequantised_gguf(gguf: dict, dtype: str) -> Path:
+    """A GGUF entry's weights dequantised by transformers' loader and saved as safetensors with its
+    tokenizer, once per cache (`$EMGEO_CACHE/gguf-dequantised/`): every later process loads them in
+    about a second instead of dequantising again (about 20 s for SmolLM2-135M's 4-bit file, once per
+    worker process). The same tensors, bit for bit (tests/test_smollm2.py). A plain folder, not a
+    `core.cache` artifact, so this module stays at the bottom of the import graph."""
+    import importlib.metadata
+    import shutil
+
+    from emgeo_utils.core import paths
+
+    key = hash_json({"gguf": gguf, "dtype": dtype, "transformers": importlib.metadata.version("transformers")})
+    folder = paths.cache_dir() / "gguf-dequantised" / key[:20]
+    if (folder / "config.json").is_file():
+        return folder
+    path = gguf_file(gguf)
+    model, tokenizer = _from_pretrained(str(path.parent), {"dtype": dtype}, None,
+                                        {"gguf_file": path.name, "local_files_only": True})
+    model.hf_quantizer = None  # transformers refuses to save a model it loaded from GGUF; its tensors are plain float now
+    model.config.__dict__.pop("quantization_config", None)
+    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.rename(tmp, folder)  # atomic: the folder appears whole or not at all
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from emgeo_utils.claims.record import measured
 from emgeo_utils.report.claims_table import counts, failures, label, ordered
 from emgeo_utils.notebook.session import model_source
 from emgeo_utils.report import recorded
-from emgeo_utils.report.profiles import profile_notebooks, profile_parameters
+from emgeo_utils.report.profiles import is_smoke, profile_notebooks, profile_parameters
 from emgeo_utils.report.run_notebooks import notebooks
 
 PAPER = "Minegishi et al., Understanding Emergent Misalignment via Feature Superposition Geometry (arXiv 2605.00842, ACL 2026)"
@@ -287,6 +287,16 @@ def failure_banner(profiles: list[str]) -> str:
             f"failed or came out other than expected:<ul>{items}</ul></div>")
 
 
+def smoke_banner(profiles: list[str]) -> str:
+    """Above everything: the profiles shown are smoke runs (`profiles.is_smoke`), so no number here is evidence."""
+    smoke = [p for p in profiles if is_smoke(p)]
+    if not smoke:
+        return ""
+    return (f'<div class=failed id=smoke><b>SMOKE RUN, NOT EVIDENCE.</b> Profile {html.escape(", ".join(smoke))} '
+            "is sized to check that every notebook cell runs (a tiny organism, few seeds), not to test the paper: its "
+            "verdicts say nothing about the claims. The evidence is <code>make figures</code>.</div>")
+
+
 def _head(r: ProfileRun) -> str:
     return f'<th class=stale>{html.escape(r.title)}</th>' if r.stale else f"<th>{html.escape(r.title)}</th>"
 
@@ -325,6 +335,7 @@ a predicted absence (negative control) is supported only by equivalence within i
 against our bar; findings <span class=beyond>beyond the paper</span> and sanity checks stand apart. Everything else is
 <span class=inconclusive>inconclusive</span>, with its reason. Rows are ordered by kind: discriminating controls first.
 Confirmatory claims that were not supported read <span class=notconfirmed>NOT CONFIRMED</span>.</p>
+{smoke_banner(profiles)}
 {failure_banner(profiles)}
 {recorded_note(runs)}
 <nav><a href="#claims">claims</a> · <a href="#paper">paper map</a> · <a href="#notebooks">notebooks and figures</a> ·

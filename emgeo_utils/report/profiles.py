@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from emgeo_utils.core import paths
-from emgeo_utils.notebook.session import check_parameters
+from emgeo_utils.notebook.session import check_parameters, parameter_defaults
 
 
 def profile_notebooks(profile: str) -> list[str] | None:
@@ -26,20 +26,43 @@ def profile_notebooks(profile: str) -> list[str] | None:
     return listed
 
 
+def profile_settings(profile: str) -> dict:
+    """`params/<profile>/profile.yaml` as a mapping (empty when the file is absent)."""
+    file = paths.params_dir() / profile / "profile.yaml"
+    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+
+
+def is_smoke(profile: str) -> bool:
+    """A profile sized to check that every cell runs, not to test a claim (`smoke: true`): its pages say so."""
+    return bool(profile_settings(profile).get("smoke", False))
+
+
 def _profile_values(stem: str, profile: str) -> tuple[dict, str]:
-    """(what the profile's file sets for a notebook, plus `profile` itself; the file's name for messages)."""
+    """(what the profile's file sets for a notebook, plus `profile` itself; the file's name for messages).
+    A profile.yaml may name a `base` profile (its files apply first) and `every`: values for every notebook
+    whose parameters cell has them (e.g. `workers: 1`)."""
     folder = paths.params_dir() / profile
     if not folder.is_dir() and profile != "default":  # default: the notebooks' own parameters
         known = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
         raise SystemExit(f"unknown profile {profile!r}: no folder params/{profile}/ (have {', '.join(known)})")
+    settings = profile_settings(profile)
+    values = _profile_values(stem, settings["base"])[0] if settings.get("base") else {}
+    every = settings.get("every") or {}
+    if not isinstance(every, dict):
+        raise SystemExit(f"params/{profile}/profile.yaml: `every` must be a mapping of parameter: value")
+    values |= {k: v for k, v in every.items() if k in parameter_defaults_of(stem)}
     file = folder / f"{stem}.yaml"
-    values = {}
     if file.is_file():
-        values = yaml.safe_load(file.read_text()) or {}
-        if not isinstance(values, dict):
+        own = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(own, dict):
             raise SystemExit(f"params/{profile}/{file.name}: expected a mapping of parameter: value")
+        values |= own
     values["profile"] = profile
     return values, f"params/{profile}/{file.name}"
+
+
+def parameter_defaults_of(stem: str) -> dict:
+    return parameter_defaults(paths.notebooks_dir() / f"{stem}.ipynb")
 
 
 def profile_parameters(notebook: str | Path, profile: str) -> dict:

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -66,15 +67,21 @@ def _cache_entries(kind: str = "*") -> int:
     return sum(1 for _ in root.glob(f"{kind}/*/meta.json")) if root.is_dir() else 0
 
 
-def _kernel_config():
+def _kernel_config(lane: int = 0):
     """Talk to the notebook's kernel over local sockets (IPC, files under $JUPYTER_RUNTIME_DIR) rather
-    than unencrypted TCP: nothing is reachable from the network, and the kernel has nothing to warn about."""
+    than unencrypted TCP: nothing is reachable from the network, and the kernel has nothing to warn about.
+    Each runner process and lane gets its own socket prefix: kernels started at once would otherwise pick
+    the same free socket names and read each other's messages."""
+    import tempfile
+
     from traitlets.config import Config
 
-    return Config({"KernelManager": {"transport": "ipc"}})
+    runtime = Path(os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir())
+    runtime.mkdir(parents=True, exist_ok=True)
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(runtime / f"emgeo-{os.getpid()}-{lane}")}})
 
 
-def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None) -> int:
+def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None, lanes: int = 1) -> int:
     import papermill as pm  # slow import; keep `--help` fast
 
     nbs = notebooks(selected or profile_notebooks(profile))
@@ -100,13 +107,14 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     in_force = numerics.describe()
     print(f"[{profile}] numerics: {in_force}", flush=True)
     times, failed = [], []
-    for nb in nbs:
+
+    def execute(nb: Path, lane: int = 0) -> None:
         print(f"[{profile}] {nb.stem} ...", flush=True)
         entries, organisms, start = _cache_entries(), _cache_entries("organism-lm"), time.perf_counter()
         status = "ok"
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), parameters=params[nb], kernel_name="python3",
-                                cwd=str(out), progress_bar=False, config=_kernel_config())
+                                cwd=str(out), progress_bar=False, config=_kernel_config(lane))
         except Exception as err:  # papermill raises with the failing cell; keep going, fail at the end
             status = "failed"
             failed.append(nb.stem)
@@ -124,6 +132,17 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
                       "organisms_trained": _cache_entries("organism-lm") - organisms, "numerics": in_force,
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         print(f"[{profile}] {nb.stem} {status} in {seconds:.1f} s", flush=True)
+
+    if lanes <= 1:
+        for nb in nbs:
+            execute(nb)
+    else:
+        # Notebooks share nothing but cached artifacts, whose builders hold a lock per key: a notebook
+        # that needs an organism another lane is training waits for it, then reads it.
+        print(f"[{profile}] {len(nbs)} notebooks, {lanes} at a time", flush=True)
+        with ThreadPoolExecutor(lanes) as pool:
+            list(pool.map(execute, nbs, range(len(nbs))))  # a socket prefix per notebook
+        times.sort(key=lambda row: row["notebook"])
     figures.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(times)
     latest = figures / "notebook_times.csv"  # the latest time of every notebook (an --only run updates its rows)
@@ -163,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="notebook prefixes to run, e.g. 00 03")
     parser.add_argument("--prepare-only", action="store_true", help="inject parameters without executing")
     parser.add_argument("--out", type=Path, help="folder for the executed or prepared notebooks")
+    parser.add_argument("--lanes", type=int, default=1,
+                        help="notebooks run side by side (default 1: in order; `make quick` runs 2)")
     args = parser.parse_args(argv)
-    return run(args.profile, args.only, args.prepare_only, args.out)
+    return run(args.profile, args.only, args.prepare_only, args.out, args.lanes)
 
 
 if __name__ == "__main__":
