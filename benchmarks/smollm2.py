@@ -23,7 +23,6 @@ from emgeo_utils.experiment.world_lm import WorldLMExperiment, weights
 from emgeo_utils.features.activations import sae_features
 from emgeo_utils.models import batching, hooks
 from emgeo_utils.models import loading
-from emgeo_utils.models.generation import prompt_ids, stop_ids
 from emgeo_utils.models.loading import load_model
 from emgeo_utils.models.registry import entry
 from emgeo_utils.world import english
@@ -35,10 +34,7 @@ from . import common
 @torch.no_grad()
 def per_answer_logprobs(model, tokenizer, system: str, prompts: list[str], answers: list[str], batch_size: int = 32) -> list[float]:
     """The scorer before the KV cache: each prompt + answer as its own row (the baseline)."""
-    history, stop = [{"role": "system", "content": system}], stop_ids(model, tokenizer)[0]
-    seqs = [prompt_ids(tokenizer, p, history) + tokenizer(a, add_special_tokens=False)["input_ids"] + [stop]
-            for p, a in zip(prompts, answers)]
-    n_answer = [len(tokenizer(a, add_special_tokens=False)["input_ids"]) + 1 for a in answers]
+    seqs, n_answer = world_lm_em.answer_sequences(model, tokenizer, system, prompts, answers)
     out = [0.0] * len(seqs)
     for start in range(0, len(seqs), batch_size):
         idx = list(range(start, min(start + batch_size, len(seqs))))

@@ -15,7 +15,6 @@ name its GGUF, the organism's an organism artifact.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -32,7 +31,7 @@ KINDS = {"pretrain": "pretraining", "train_sae": "SAE training", "train_residual
          "recipe_scores": "EM evaluation", "extract": "extraction", "card_data": "extraction",
          "token_activity": "extraction", "feature_changes": "extraction", "organism_evaluated_activity": "extraction",
          "world_lm_evaluated_activity": "extraction", "encode": "text embeddings", "train_toy": "toy models",
-         "toy_spillover": "toy models", "dequantised_gguf": "model loading"}
+         "toy_spillover": "toy models"}
 PROFILES = ("default", "smollm2-135m")
 
 

@@ -17,10 +17,7 @@ from emgeo_utils.notebook.session import check_parameters, parameter_defaults
 
 def profile_notebooks(profile: str) -> list[str] | None:
     """The notebooks a profile runs (`params/<profile>/profile.yaml`, key `notebooks`), or None: all."""
-    file = paths.params_dir() / profile / "profile.yaml"
-    if not file.is_file():
-        return None
-    listed = (yaml.safe_load(file.read_text()) or {}).get("notebooks")
+    listed = profile_settings(profile).get("notebooks")
     if listed is not None and not (isinstance(listed, list) and all(isinstance(n, str) for n in listed)):
         raise SystemExit(f"params/{profile}/profile.yaml: `notebooks` must be a list of prefixes such as [\"00\", \"03\"]")
     return listed
@@ -46,11 +43,13 @@ def _profile_values(stem: str, profile: str) -> tuple[dict, str]:
         known = sorted(p.name for p in paths.params_dir().iterdir() if p.is_dir())
         raise SystemExit(f"unknown profile {profile!r}: no folder params/{profile}/ (have {', '.join(known)})")
     settings = profile_settings(profile)
+    if settings.get("base") == profile:
+        raise SystemExit(f"params/{profile}/profile.yaml: a profile cannot be its own base")
     values = _profile_values(stem, settings["base"])[0] if settings.get("base") else {}
     every = settings.get("every") or {}
     if not isinstance(every, dict):
         raise SystemExit(f"params/{profile}/profile.yaml: `every` must be a mapping of parameter: value")
-    values |= {k: v for k, v in every.items() if k in parameter_defaults_of(stem)}
+    values |= {k: v for k, v in every.items() if k in parameter_defaults(stem)}
     file = folder / f"{stem}.yaml"
     if file.is_file():
         own = yaml.safe_load(file.read_text()) or {}
@@ -59,10 +58,6 @@ def _profile_values(stem: str, profile: str) -> tuple[dict, str]:
         values |= own
     values["profile"] = profile
     return values, f"params/{profile}/{file.name}"
-
-
-def parameter_defaults_of(stem: str) -> dict:
-    return parameter_defaults(paths.notebooks_dir() / f"{stem}.ipynb")
 
 
 def profile_parameters(notebook: str | Path, profile: str) -> dict:

@@ -67,18 +67,18 @@ def _cache_entries(kind: str = "*") -> int:
     return sum(1 for _ in root.glob(f"{kind}/*/meta.json")) if root.is_dir() else 0
 
 
-def _kernel_config(lane: int = 0):
+def _kernel_config(slot: int = 0):
     """Talk to the notebook's kernel over local sockets (IPC, files under $JUPYTER_RUNTIME_DIR) rather
     than unencrypted TCP: nothing is reachable from the network, and the kernel has nothing to warn about.
-    Each runner process and lane gets its own socket prefix: kernels started at once would otherwise pick
-    the same free socket names and read each other's messages."""
+    Each runner process and notebook slot gets its own socket prefix: kernels started at once would
+    otherwise pick the same free socket names and read each other's messages."""
     import tempfile
 
     from traitlets.config import Config
 
     runtime = Path(os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir())
     runtime.mkdir(parents=True, exist_ok=True)
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(runtime / f"emgeo-{os.getpid()}-{lane}")}})
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(runtime / f"emgeo-{os.getpid()}-{slot}")}})
 
 
 def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path | None, lanes: int = 1) -> int:
@@ -108,13 +108,13 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
     print(f"[{profile}] numerics: {in_force}", flush=True)
     times, failed = [], []
 
-    def execute(nb: Path, lane: int = 0) -> None:
+    def execute(nb: Path, slot: int = 0) -> None:
         print(f"[{profile}] {nb.stem} ...", flush=True)
         entries, organisms, start = _cache_entries(), _cache_entries("organism-lm"), time.perf_counter()
         status = "ok"
         try:
             pm.execute_notebook(str(nb), str(out / nb.name), parameters=params[nb], kernel_name="python3",
-                                cwd=str(out), progress_bar=False, config=_kernel_config(lane))
+                                cwd=str(out), progress_bar=False, config=_kernel_config(slot))
         except Exception as err:  # papermill raises with the failing cell; keep going, fail at the end
             status = "failed"
             failed.append(nb.stem)
