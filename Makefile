@@ -14,7 +14,7 @@ PROFILES ?= default smollm2-135m
 endif
 # Profiles too long for CI whose committed claims (results/<profile>/) the report and claims_by_model.md add,
 # marked with the commit they ran at and STALE once the code has changed since (emgeo_utils/report/recorded.py).
-RECORDED ?= smollm2-135m-full
+RECORDED ?= smollm2-135m-full default-powered
 # Optional: where to take torch from, e.g. https://download.pytorch.org/whl/cpu (see README)
 TORCH_INDEX_URL ?=
 
@@ -23,7 +23,7 @@ STAMP := $(VENV)/.emgeo-installed
 
 # The offline profiles never touch the hub; real-model profiles (params/<model>/) need it.
 # Offline profiles run side by side (see `figures`); real-model profiles, a GPU's worth each, one at a time.
-ifeq ($(filter-out default test large smollm2-135m smollm2-135m-full,$(PROFILES)),)
+ifeq ($(filter-out default default-powered test large smollm2-135m smollm2-135m-full,$(PROFILES)),)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 FIGURES_JOBS ?= 2

@@ -128,3 +128,17 @@ def test_a_run_is_dirty_only_when_code_that_can_move_its_numbers_is_uncommitted(
     (tmp_path / "params" / "p").mkdir(parents=True)
     (tmp_path / "params" / "p" / "00.yaml").write_text("seed: 1\n")
     assert recorded.uncommitted("p") == ["emgeo_utils/a.py", "emgeo_utils/b.py", "emgeo_utils/c.py", "params/p/00.yaml"]
+
+
+def test_a_notebooks_prose_does_not_make_a_record_stale(tmp_path):
+    """Only a notebook's code cells can move a number: rewording its prose keeps the record current."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("EM, reproduced"), nbformat.v4.new_code_cell("x = 1")])
+    file = tmp_path / "n.ipynb"
+    nbformat.write(nb, file)
+    before = recorded._content(file)
+    nb.cells[0].source = "EM: not established"
+    nbformat.write(nb, file)
+    assert recorded._content(file) == before
+    nb.cells[1].source = "x = 2"
+    nbformat.write(nb, file)
+    assert recorded._content(file) != before

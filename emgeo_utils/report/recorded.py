@@ -4,7 +4,7 @@
     python -m emgeo_utils.report.snapshot update --with-notebooks smollm2-135m-full   # then commit results/
 
 Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
-file that can move a number: the package, the notebooks, their claims files, the profile's parameters,
+file that can move a number: the package, the notebooks' code cells (their prose cannot), their claims files, the profile's parameters,
 the pinned versions); `snapshot update --with-notebooks` commits the stamp with the claims and the executed
 notebooks. `make figures` shows a recorded profile's claims beside the fresh ones, with its commit, each
 linked to the cell that checked it, and marks them STALE, naming the files, once the code has changed
@@ -47,7 +47,15 @@ def fingerprint(profile: str) -> dict[str, str]:
     root = paths.PROJECT_ROOT
     files = {f for pattern in sources(profile) for f in root.glob(pattern) if f.is_file()}
     rel = sorted(str(f.relative_to(root)) for f in files)
-    return {r: hashlib.sha256((root / r).read_bytes()).hexdigest()[:16] for r in rel if not r.startswith(RENDERING_ONLY)}
+    return {r: hashlib.sha256(_content(root / r)).hexdigest()[:16] for r in rel if not r.startswith(RENDERING_ONLY)}
+
+
+def _content(file: Path) -> bytes:
+    """What of a file can move a number: a notebook's code cells (its prose cannot), any other file whole."""
+    if file.suffix != ".ipynb":
+        return file.read_bytes()
+    cells = json.loads(file.read_text())["cells"]
+    return json.dumps([c["source"] for c in cells if c["cell_type"] == "code"]).encode()
 
 
 def stamp_file(profile: str) -> Path:
