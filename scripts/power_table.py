@@ -18,13 +18,11 @@ excess's, so its N is the N of one t and the simulated power is an upper bound f
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.stats as sps
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,37 +31,9 @@ sys.path.insert(0, str(ROOT))
 from emgeo_utils.claims import specs as claim_specs  # noqa: E402
 from emgeo_utils.core import stats  # noqa: E402
 
-POWER, UPPER_LEVEL, MAX_N, SIMULATIONS = 0.8, 0.8, 200, 4000
+from emgeo_utils.report.power import MAX_N, POWER, UPPER_LEVEL, effect_of, power, spread, units_needed, upper_sd  # noqa: E402,F401
 
-
-def per_unit(note: str) -> np.ndarray | None:
-    """The values a claim's note lists as `per unit [...]` (not `raw per unit`: those are not what is tested)."""
-    found = re.search(r"(?<!raw )per unit \[([^\]]*)\]", str(note))
-    return np.array([float(v) for v in found.group(1).split(",")]) if found else None
-
-
-def spread(row: pd.Series, correlation: bool) -> tuple[float, int, str]:
-    """(sd of the tested statistic over units, number of units, where it came from)."""
-    values = per_unit(row.note)
-    if values is not None:
-        x = stats.fisher_z(values) if correlation else values
-        return float(np.std(x, ddof=1)), len(x), "per-unit values" + (" (Fisher z)" if correlation else "")
-    n = int(str(row.units).split("/")[1])
-    half = (row.ci_high - row.ci_low) / 2
-    return float(half / sps.t.ppf(0.975, n - 1) * np.sqrt(n)), n, "its 95% t-interval"
-
-
-def upper_sd(sd: float, n: int) -> float:
-    return sd * np.sqrt((n - 1) / sps.chi2.ppf(1 - UPPER_LEVEL, n - 1))
-
-
-def power(n: int, effect: float, sd: float, alpha: float) -> float:
-    crit = sps.t.ppf(1 - alpha, n - 1)
-    return float(sps.nct.sf(crit, n - 1, effect / sd * np.sqrt(n)))
-
-
-def units_needed(effect: float, sd: float, alpha: float) -> int | None:
-    return next((n for n in range(3, MAX_N + 1) if power(n, effect, sd, alpha) >= POWER), None)
+SIMULATIONS = 4000
 
 
 def simulated(n: int, effect: float, sd: float, alpha: float, seed: int) -> float:
@@ -78,8 +48,7 @@ def table(claims: pd.DataFrame, smallest: dict) -> pd.DataFrame:
         for claim, sesoi in declared.items():
             row = claims[(claims.notebook == nb) & (claims.claim == claim)].iloc[0]
             spec = specs[claim]
-            correlation = sesoi["measure"] == "correlation"
-            effect = float(stats.fisher_z(sesoi["smallest"])) if correlation else float(sesoi["smallest"])
+            effect, correlation = effect_of(sesoi)
             sd, n, source = spread(row, correlation)
             bound = upper_sd(sd, n)
             unit = "filtering seed" if nb == "05_filtering" and "sign-flip" in str(row.note) else "world"

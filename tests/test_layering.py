@@ -165,7 +165,7 @@ def _map_lines(text: str) -> dict[str, str]:
 
 
 def test_the_folder_maps_name_the_notebooks_that_import_each_folder():
-    """The README's layout and the package docstring say which notebooks import each folder: checked
+    """docs/layout.md and the package docstring say which notebooks import each folder: checked
     against the notebooks' real `from emgeo_utils.<folder>` imports."""
     import json
     import re
@@ -177,9 +177,8 @@ def test_the_folder_maps_name_the_notebooks_that_import_each_folder():
         code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         for f in re.findall(r"(?:from|import) emgeo_utils\.(\w+)", code):
             actual[f].add(nb.stem[:2])
-    readme = (paths.PROJECT_ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
-    for name, text in (("README.md", layout), ("emgeo_utils/__init__.py", emgeo_utils.__doc__)):
+    layout = (paths.PROJECT_ROOT / "docs" / "layout.md").read_text()
+    for name, text in (("docs/layout.md", layout), ("emgeo_utils/__init__.py", emgeo_utils.__doc__)):
         lines = _map_lines(text)
         assert set(lines) == set(LAYERS), f"{name}: the map lists {sorted(lines)}"
         wrong = {f: (sorted(_notebooks_in(r, notebooks)), sorted(actual[f])) for f, r in lines.items()

@@ -1,10 +1,10 @@
-"""The README's results block is a fresh rendering of the committed claims snapshots."""
+"""docs/results.md's block is a fresh rendering of the committed claims snapshots."""
 
 from emgeo_utils.report import results_block
 
 
-def test_readme_results_block_is_rendered_from_the_snapshots():
+def test_results_block_is_rendered_from_the_snapshots():
     with open(results_block.readme()) as f:
         text = f.read()
     assert results_block.current(text) == results_block.render_block(), (
-        "README.md's results block is stale: run `python -m emgeo_utils.report.results_block`")
+        "docs/results.md's block is stale: run `python -m emgeo_utils.report.results_block`")

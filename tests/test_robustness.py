@@ -105,8 +105,8 @@ def test_executed_notebooks_are_checked_for_errors_and_local_paths(tmp_path):
     assert "an error output" in problems and any("absolute path" in p for p in problems)
 
 
-def test_readme_says_what_to_do_when_something_goes_wrong():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+def test_the_docs_say_what_to_do_when_something_goes_wrong():
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text()
     section = readme[readme.index("## When something goes wrong"):]
     for message in ("unknown parameter", "line N", "unknown model", "could not load", "SAE width mismatch",
                     "out of range", "UNEXPECTED", "OPENAI_API_KEY", "interrupted"):

@@ -1,7 +1,7 @@
 """GPU memory and time *estimates* for the real-model profiles (nothing here was measured).
 
     python -m emgeo_utils.report.estimates                 # print the table
-    python -m emgeo_utils.report.estimates --write-readme  # refresh it in README.md
+    python -m emgeo_utils.report.estimates --write-readme  # refresh it in docs/real-models.md
 
 Memory: bf16 weights (2 bytes a parameter) + LoRA training overhead; for feature extraction, the
 weights + the SAE in float32 (encoder and decoder) + the SAE step's temporaries, from the shapes
@@ -101,7 +101,7 @@ def table() -> str:
                       f"the LLM judge at {JUDGE_CALLS_PER_S:g} calls/s.*", ""] + lines)
 
 
-def write_readme(readme: Path = paths.PROJECT_ROOT / "README.md") -> None:
+def write_readme(readme: Path = paths.PROJECT_ROOT / "docs" / "real-models.md") -> None:
     text = readme.read_text()
     pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
     readme.write_text(pattern.sub(MARKERS[0] + "\n" + table() + "\n" + MARKERS[1], text))

@@ -24,6 +24,7 @@ import pandas as pd
 
 from emgeo_utils.core import paths
 from emgeo_utils.core.files import write_text_atomic
+from emgeo_utils.report import notebook_findings
 
 SOURCES = ("emgeo_utils/**/*.py", "emgeo_utils/**/*.yaml", "notebooks/*.ipynb", "notebooks/claims/*.yaml",
            "notebooks/claims/history.csv", "constraints.txt", "pyproject.toml")
@@ -113,6 +114,7 @@ def record_notebooks(profile: str, executed: Path, claims_folder: Path) -> list[
         cells |= {f"{r['notebook']}/{r['claim']}": r.get("cell") for r in rows}
         if (executed / f"{file.stem}.ipynb").is_file():
             shutil.copyfile(executed / f"{file.stem}.ipynb", folder / f"{file.stem}.ipynb")
+            notebook_findings.append_findings(folder / f"{file.stem}.ipynb", file)  # a run older than the findings cell gets it here
             copied.append(file.stem)
     write_text_atomic(results_dir(profile) / "cells.json", json.dumps(cells, indent=1, sort_keys=True) + "\n")
     return copied

@@ -1,13 +1,14 @@
-"""The README's results block, written from the committed claims snapshots, never by hand.
+"""docs/results.md's block, written from the committed claims snapshots, never by hand.
 
-    python -m emgeo_utils.report.results_block           # rewrite the block in README.md
-    python -m emgeo_utils.report.results_block --check   # exit 1 when README.md's block is stale
+    python -m emgeo_utils.report.results_block           # rewrite the block in docs/results.md
+    python -m emgeo_utils.report.results_block --check   # exit 1 when the block is stale
 
 Per CI profile (`results/<profile>/claims.csv`, the snapshot `make check-snapshot` compares every run
 with), then the full SmolLM2 profile's recorded claims with the commit they ran at (CI does not rerun it;
 the report page marks them stale when the code has changed since): verdicts per kind, then the
 discriminating controls, the paper's claims and the negative controls,
-each with its verdict and measurement. Findings beyond the paper and our criteria are counted here and
+each with its verdict and measurement, and for the organism's inconclusive rows the units (independent worlds)
+they would need for 80% power at their declared smallest effect of interest (`report/power.py`). Findings beyond the paper and our criteria are counted here and
 listed in `figures/claims.md`.
 """
 
@@ -22,10 +23,12 @@ import pandas as pd
 from emgeo_utils.core import paths
 from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import fmt, measured
-from emgeo_utils.report import recorded, snapshot
+from emgeo_utils.claims import specs as claim_specs
+from emgeo_utils.report import power, recorded, snapshot
 from emgeo_utils.report.claims_table import counts, ordered
 
 PROFILES = {"default": "The organism (profile `default`)", "smollm2-135m": "SmolLM2-135M (profile `smollm2-135m`)",
+            "default-powered": "The organism on eight fresh worlds per kind (`default-powered`; too long for CI, so not rerun by it)",
             "smollm2-135m-full": "SmolLM2-135M, the full profile (`smollm2-135m-full`, 00-07; too long for CI, so not rerun by it)"}
 CI_PROFILES = ("default", "smollm2-135m")  # rerun by every CI run; the others are recorded (`recorded`)
 LISTED = ("discriminating", "paper", "negative_control")
@@ -33,7 +36,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def readme() -> str:
-    return str(paths.PROJECT_ROOT / "README.md")
+    return str(paths.PROJECT_ROOT / "docs" / "results.md")
 
 
 def _table(frame: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -69,32 +72,41 @@ def render_block() -> str:
         rows = pd.DataFrame({"kind": shown.kind.map(verdicts.KINDS), "notebook": shown.notebook.str[:2],
                              "claim": shown.claim, "statement": shown.statement, "verdict": shown.verdict,
                              "measured": [measured(r) for r in shown.to_dict("records")], "units": shown.units})
+        if profile.startswith("default"):  # the organism: its smallest effects of interest are declared
+            rows["units for 80% power"] = [_needed(r) for r in shown.itertuples()]
         lines += _table(rows, list(rows.columns)) + [""]
     lines.append(END)
     return "\n".join(lines)
 
 
+def _needed(row) -> str:
+    """An inconclusive row's units for 80% power at its smallest effect of interest (on the spread's upper bound)."""
+    if verdicts.verdict_class(str(row.verdict)) != "inconclusive":
+        return ""
+    return power.needed_text(row, claim_specs.specs(row.notebook)[row.claim].alpha)
+
+
 def current(text: str) -> str:
     if START not in text or END not in text:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
+        raise SystemExit(f"docs/results.md has no {START} ... {END} block")
     return text[text.index(START):text.index(END) + len(END)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when README.md's block differs from a fresh rendering")
+    parser.add_argument("--check", action="store_true", help="exit 1 when docs/results.md's block differs from a fresh rendering")
     args = parser.parse_args(argv)
     with open(readme()) as f:
         text = f.read()
     fresh = render_block()
     if args.check:
         same = current(text) == fresh
-        print("README results block is current" if same else "README results block is stale: run "
+        print("docs/results.md's block is current" if same else "docs/results.md's block is stale: run "
               "`python -m emgeo_utils.report.results_block`")
         return 0 if same else 1
     with open(readme(), "w") as f:
         f.write(text.replace(current(text), fresh))
-    print("README results block rewritten from results/")
+    print("docs/results.md's block rewritten from results/")
     return 0
 
 

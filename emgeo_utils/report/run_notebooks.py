@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from emgeo_utils.core import numerics, paths
-from emgeo_utils.report import claims_table, recorded
+from emgeo_utils.report import claims_table, notebook_findings, recorded
 from emgeo_utils.report.profiles import profile_notebooks, profile_overrides
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -119,6 +119,7 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
             status = "failed"
             failed.append(nb.stem)
             print(f"[{profile}] {nb.stem} FAILED: {str(err).strip().splitlines()[-1] if str(err).strip() else err}")
+        notebook_findings.append_findings(out / nb.name, figures / "claims" / f"{nb.stem}.json")  # its last cell: what it found
         if (out / nb.name).exists() and status == "ok":
             problems = finish_executed(out / nb.name)
             if problems:
