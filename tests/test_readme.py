@@ -60,5 +60,7 @@ def test_every_notebook_is_on_the_front_page_and_every_figure_in_docs():
         code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         names = re.findall(r'save_figure\(fig,\s*"([^"]+)"', code)
         assert names, f"{nb.stem} saves no figure through nb.save_figure"
+        look = DOCS["notebooks.md"][DOCS["notebooks.md"].index("## What to look for"):]
         for name in names:
             assert f"`{name}`" in DOCS["notebooks.md"], f"{nb.stem} makes figure {name!r}: list it in docs/notebooks.md"
+            assert f"- `{name}`:" in look, f"{nb.stem}'s figure {name!r} has no line saying what to look for"

@@ -142,3 +142,17 @@ def test_a_notebooks_prose_does_not_make_a_record_stale(tmp_path):
     nb.cells[1].source = "x = 2"
     nbformat.write(nb, file)
     assert recorded._content(file) != before
+
+
+def test_committed_notebooks_must_show_the_snapshot_they_sit_beside(project):
+    """`check` holds a profile's committed executed notebooks to its snapshot: the same code, the same claims."""
+    tmp_path, code = project
+    assert snapshot.notebooks_match("smollm2-135m-full") == []
+    record = json.loads((tmp_path / "results" / "smollm2-135m-full" / "provenance.json").read_text())
+    assert record["claims_sha256"] and len(record["claims_sha256"]) == 16
+    code["emgeo_utils/a.py"] = "2"
+    assert any("code changed" in p for p in snapshot.notebooks_match("smollm2-135m-full"))
+    code["emgeo_utils/a.py"] = "1"
+    claims_csv = tmp_path / "results" / "smollm2-135m-full" / "claims.csv"
+    claims_csv.write_text(claims_csv.read_text().replace("0.25", "0.26"))
+    assert snapshot.notebooks_match("smollm2-135m-full") == ["their run's claims are not the committed snapshot's"]

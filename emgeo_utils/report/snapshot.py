@@ -14,8 +14,9 @@ verdict with the first snapshot exactly (rows the profile records but does not a
 that differs. `across_cpus` reads each row over the snapshots computed by the current code: where their
 verdicts differ the row reads "differs between CPUs (...)", which counts as neither support nor
 contradiction; a snapshot computed by older code is STALE and left out, and says so. A change that moves numbers updates the snapshot in the same commit, so every moved number
-is visible in review. `update --with-notebooks`, for a profile too long for CI, also commits the run's
-stamp, wall times and executed notebooks: what the report shows as its recorded claims (`recorded`).
+is visible in review. `update --with-notebooks` also commits the run's stamp, wall times and executed notebooks (capped in size): for a
+profile too long for CI, what the report shows as its recorded claims (`recorded`); for a CI profile, notebooks a
+reader opens without running, which `check` holds to the same code and the same claims as the snapshot.
 """
 
 from __future__ import annotations
@@ -186,9 +187,40 @@ def differences(committed: Path, fresh: Path) -> list[str]:
     return lines or ["the files differ in their bytes (row order or formatting) but not in any field"]
 
 
+NOTEBOOKS_CAP_MIB = 8
+
+
+def _sha(file: Path) -> str:
+    import hashlib
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+
+
+def notebooks_match(profile: str) -> list[str]:
+    """Why a profile's committed executed notebooks (`results/<profile>/notebooks/`) do not show its committed
+    snapshot: computed by other code (the same commit's files, by their hashes), or with other claims. Empty: they match."""
+    folder, stamp = snapshot_file(profile).parent, recorded.recorded_file(profile)
+    if not (folder / "notebooks").is_dir():
+        return []
+    if not stamp.is_file():
+        return [f"{paths.display_path(folder / 'notebooks')} has no provenance.json beside it"]
+    record = json.loads(stamp.read_text())
+    problems = []
+    if changed := recorded.changed_since(record, profile):
+        problems.append(f"the code changed since they ran: {', '.join(changed[:6])}" + (f" and {len(changed) - 6} more" if len(changed) > 6 else ""))
+    if record.get("dirty") or record.get("mixed"):
+        problems.append("they ran with uncommitted changes or at mixed code")
+    if record.get("claims_sha256") != _sha(snapshot_file(profile)):
+        problems.append("their run's claims are not the committed snapshot's")
+    return problems
+
+
 def check(profiles: list[str]) -> int:
     failed = False
     for profile in profiles:
+        if problems := notebooks_match(profile):
+            failed = True
+            print(f"[{profile}] the committed executed notebooks do not match the snapshot: {'; '.join(problems)}. "
+                  f"Refresh them: `make figures`, then `python -m emgeo_utils.report.snapshot update --with-notebooks {profile}`")
         committed, fresh = snapshot_file(profile), fresh_file(profile)
         if not committed.is_file():
             print(f"[{profile}] no committed snapshot at {paths.display_path(committed)}: run `update` and commit it")
@@ -255,7 +287,16 @@ def update(profiles: list[str], with_notebooks: bool = False) -> int:
                 if side.is_file():
                     shutil.copyfile(side, snapshot_file(profile).with_name(side.name))
             copied = recorded.record_notebooks(profile, paths.build_dir() / profile, fresh.with_name("claims"))
-            print(f"[{profile}] executed notebooks {', '.join(copied)} -> {paths.display_path(snapshot_file(profile).parent / 'notebooks')}")
+            stamp_copy = recorded.recorded_file(profile)
+            if stamp_copy.is_file():  # which snapshot these notebooks computed: `notebooks_match` checks it
+                record = json.loads(stamp_copy.read_text()) | {"claims_sha256": _sha(folder / "claims.csv")}
+                stamp_copy.write_text(json.dumps(record, indent=1) + "\n")
+            size = sum(f.stat().st_size for f in (folder / "notebooks").glob("*.ipynb")) / 2**20
+            print(f"[{profile}] executed notebooks {', '.join(copied)} -> {paths.display_path(folder / 'notebooks')}: "
+                  f"{size:.1f} MiB (cap {NOTEBOOKS_CAP_MIB} MiB)")
+            if size > NOTEBOOKS_CAP_MIB:
+                raise SystemExit(f"[{profile}] the executed notebooks take {size:.1f} MiB, over the {NOTEBOOKS_CAP_MIB} MiB cap: "
+                                 "look for large outputs (progress bars, printed tables) before committing them")
         print(f"[{profile}] snapshot {paths.display_path(folder / 'claims.csv')} <- {paths.display_path(fresh)}")
         differs, stale = across_cpus(profile)
         print("\n".join([f"[{profile}] {len(differs)} row(s) differ between CPU snapshots"] + [f"  {line}" for line in stale]))
