@@ -13,7 +13,7 @@ from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import fmt
 
 
-def _short(verdict: str) -> str:
+def short_verdict(verdict: str) -> str:
     """A verdict's first words: its class, with NOT CONFIRMED kept in front."""
     text = str(verdict)
     head = verdicts.verdict_class(text)
@@ -24,7 +24,7 @@ def row_in_words(r: dict) -> str:
     value = fmt(r.get("value")) or "NaN"
     if not pd.isna(r.get("ci_low")) and not pd.isna(r.get("ci_high")):
         value += f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
-    return f"`{r['claim']}` {_short(r['verdict'])} ({value})"
+    return f"`{r['claim']}` {short_verdict(r['verdict'])} ({value})"
 
 
 KIND_WORDS = (("discriminating", "Discriminating controls (they separate EM from the data's content)"),

@@ -25,6 +25,8 @@ from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import fmt, measured
 from emgeo_utils.claims import specs as claim_specs
 from emgeo_utils.report import power, recorded, snapshot
+from emgeo_utils.report.notebook_findings import short_verdict
+from emgeo_utils.report.profiles import profile_parameters
 from emgeo_utils.report.claims_table import counts, ordered
 
 PROFILES = {"default": "The organism (profile `default`)", "smollm2-135m": "SmolLM2-135M (profile `smollm2-135m`)",
@@ -75,8 +77,46 @@ def render_block() -> str:
         if profile.startswith("default"):  # the organism: its smallest effects of interest are declared
             rows["units for 80% power"] = [_needed(r) for r in shown.itertuples()]
         lines += _table(rows, list(rows.columns)) + [""]
+    lines += side_by_side("default", "default-powered")
     lines.append(END)
     return "\n".join(lines)
+
+
+def side_by_side(few: str, many: str) -> list[str]:
+    """The organism's confirmatory, discriminating and negative-control rows at few and at many units, side by side
+    (empty until the powered profile is committed): which verdicts more worlds decided."""
+    if not (recorded.results_dir(many) / "claims.csv").is_file():
+        return []
+    a = snapshot.with_cpu_agreement(few, pd.read_csv(recorded.results_dir(few) / "claims.csv"))
+    b = pd.read_csv(recorded.results_dir(many) / "claims.csv")
+    both = ordered(a[a.kind.isin(LISTED)]).merge(b, on=["notebook", "claim"], suffixes=("", "_many"))
+    units = lambda u: str(u).split("/")[-1] if isinstance(u, str) else ""  # noqa: E731
+    rows = pd.DataFrame({
+        "kind": both.kind.map(verdicts.KINDS), "notebook": both.notebook.str[:2], "claim": both.claim,
+        f"{few}: verdict": both.verdict.map(short_verdict), f"{few}: value [CI]": [_value(r, "") for r in both.to_dict("records")],
+        f"{many}: verdict": both.verdict_many.map(short_verdict), f"{many}: value [CI]": [_value(r, "_many") for r in both.to_dict("records")],
+        "units": [f"{units(r['units'])} -> {units(r['units_many'])}" for r in both.to_dict("records")],
+        f"{many}: units for 80% power": [_needed(_Many(r)) for r in both.to_dict("records")]})
+    moved = int((rows[f"{few}: verdict"] != rows[f"{many}: verdict"]).sum())
+    worlds = [len(profile_parameters("03_geometry_tests", p)["organism_seeds"]) for p in (few, many)]
+    return [f"**The organism at {worlds[0]} and at {worlds[1]} independent worlds per kind, side by side**: the discriminating, paper and negative-control rows; {moved} of {len(rows)} verdicts differ.",
+            ""] + _table(rows, list(rows.columns)) + [""]
+
+
+class _Many:
+    """A merged row read as the powered profile's (for `_needed`)."""
+
+    def __init__(self, r: dict):
+        self.notebook, self.claim = r["notebook"], r["claim"]
+        for key in ("verdict", "units", "ci_low", "ci_high", "note", "value"):
+            setattr(self, key, r[f"{key}_many"])
+
+
+def _value(r: dict, suffix: str) -> str:
+    text = fmt(r[f"value{suffix}"]) or "NaN"
+    if not pd.isna(r[f"ci_low{suffix}"]) and not pd.isna(r[f"ci_high{suffix}"]):
+        text += f" [{fmt(r[f'ci_low{suffix}'])}, {fmt(r[f'ci_high{suffix}'])}]"
+    return text
 
 
 def _needed(row) -> str:
