@@ -118,12 +118,14 @@ def test_a_run_is_dirty_only_when_code_that_can_move_its_numbers_is_uncommitted(
     sh("git", "add", ".")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(recorded, "notebook_modules", lambda: {"emgeo_utils.a", "emgeo_utils.b"})  # d: no notebook reaches it
     (tmp_path / "figures" / ".gitkeep").unlink()
     (tmp_path / "README.md").write_text("edited\n")
     (tmp_path / "emgeo_utils" / "report" / "r.py").write_text("r = 2\n")  # report code renders, moves no number
     assert recorded.uncommitted("p") == []
     (tmp_path / "emgeo_utils" / "a.py").write_text("x = 2\n")
     (tmp_path / "emgeo_utils" / "b.py").write_text("y = 1\n")
+    (tmp_path / "emgeo_utils" / "d.py").write_text("w = 1\n")
     (tmp_path / "emgeo_utils" / "c.py").unlink()
     (tmp_path / "params" / "p").mkdir(parents=True)
     (tmp_path / "params" / "p" / "00.yaml").write_text("seed: 1\n")
@@ -156,3 +158,14 @@ def test_committed_notebooks_must_show_the_snapshot_they_sit_beside(project):
     claims_csv = tmp_path / "results" / "smollm2-135m-full" / "claims.csv"
     claims_csv.write_text(claims_csv.read_text().replace("0.25", "0.26"))
     assert snapshot.notebooks_match("smollm2-135m-full") == ["their run's claims are not the committed snapshot's"]
+
+
+def test_only_code_the_notebooks_reach_can_make_a_record_stale():
+    """The fingerprint holds the notebooks' import closure (lazy imports and packages' __init__ included): the
+    screening command, which no notebook runs, cannot move a recorded number; the geometry can."""
+    reached = recorded.notebook_modules()
+    assert {"emgeo_utils.geometry.components", "emgeo_utils.claims", "emgeo_utils.core.numerics"} <= reached
+    assert "emgeo_utils.filtering.screen" not in reached
+    files = recorded.fingerprint("default")
+    assert "emgeo_utils/geometry/components.py" in files and "emgeo_utils/filtering/screen.py" not in files
+    assert not any(f.startswith("emgeo_utils/report/") for f in files)

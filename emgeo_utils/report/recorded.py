@@ -4,7 +4,7 @@
     python -m emgeo_utils.report.snapshot update --with-notebooks smollm2-135m-full   # then commit results/
 
 Every run stamps the code that computed it (`<figures>/provenance.json`: the commit, and a hash of each
-file that can move a number: the package, the notebooks' code cells (their prose cannot), their claims files, the profile's parameters,
+file that can move a number: the package modules the notebooks reach, the notebooks' code cells (their prose cannot), their claims files, the profile's parameters,
 the pinned versions); `snapshot update --with-notebooks` commits the stamp with the claims and the executed
 notebooks. `make figures` shows a recorded profile's claims beside the fresh ones, with its commit, each
 linked to the cell that checked it, and marks them STALE, naming the files, once the code has changed
@@ -14,6 +14,7 @@ since. Report code only renders numbers, so it is left out of the hash.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -44,11 +45,43 @@ def sources(profile: str) -> tuple[str, ...]:
 
 
 def fingerprint(profile: str) -> dict[str, str]:
-    """{project-relative path: sha256 prefix} of every file that can move a number of `profile`."""
+    """{project-relative path: sha256 prefix} of every file that can move a number of `profile`: the package
+    modules the notebooks' code reaches (their import closure, as the cache keys its jobs: `core/codehash.py`)
+    and the packages holding them, the package's data files, and the notebooks, claims, pins and parameters."""
     root = paths.PROJECT_ROOT
-    files = {f for pattern in sources(profile) for f in root.glob(pattern) if f.is_file()}
+    package = {f for f in root.glob("emgeo_utils/**/*.py") if f.is_file()}
+    modules = notebook_modules()
+    reached = {f for f in package if _module_name(f.relative_to(root)) in modules}
+    files = {f for pattern in sources(profile) for f in root.glob(pattern) if f.is_file() and f.suffix != ".py"} | reached
     rel = sorted(str(f.relative_to(root)) for f in files)
     return {r: hashlib.sha256(_content(root / r)).hexdigest()[:16] for r in rel if not r.startswith(RENDERING_ONLY)}
+
+
+def _module_name(rel: Path) -> str:
+    parts = rel.with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def notebook_modules() -> set[str]:
+    """The package modules the notebooks' code cells import, transitively (lazy imports included), and every
+    package above each (importing a module runs its packages' `__init__`)."""
+    from emgeo_utils.core import codehash
+
+    todo = ["emgeo_utils"]
+    for nb in sorted(paths.notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        code = [line for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"
+                for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!"))]
+        todo += codehash.imported_modules("notebook", "\n".join(code))
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        origin = importlib.util.find_spec(name).origin  # read, not imported: nothing heavy loads here
+        todo += codehash.imported_modules(name, Path(origin).read_text())
+        todo += [name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1)]
+    return seen
 
 
 def _content(file: Path) -> bytes:
@@ -93,13 +126,17 @@ def uncommitted(profile: str) -> list[str]:
     a run is `dirty` only for these, not for a README edit or a deleted placeholder."""
     specs = [f":(glob){p}" for p in sources(profile)] + [f":(exclude){RENDERING_ONLY}"]
     status = git("status", "--porcelain", "--untracked-files=all", "--", *specs)
-    return sorted(line.split(None, 1)[1] for line in status.splitlines() if line.strip())  # "XY path"
+    counted = fingerprint(profile)  # a package module the notebooks never reach cannot move their numbers
+    listed = (line.split(None, 1)[1] for line in status.splitlines() if line.strip())  # "XY path"
+    return sorted(p for p in listed if not p.endswith(".py") or p in counted or not (paths.PROJECT_ROOT / p).exists())
 
 
 def changed_since(record: dict, profile: str) -> list[str]:
-    """The files whose content differs from the stamp's (changed, added or removed)."""
+    """The files that can move a number now whose content differs from the stamp's (changed, or new to it). A
+    stamped file that no longer can (deleted, or out of the notebooks' import closure) is not a change: its
+    importer's change, or the notebooks', already shows."""
     now, then = fingerprint(profile), record["files"]
-    return sorted(f for f in now.keys() | then.keys() if now.get(f) != then.get(f))
+    return sorted(f for f in now if now[f] != then.get(f))
 
 
 def record_notebooks(profile: str, executed: Path, claims_folder: Path) -> list[str]:
