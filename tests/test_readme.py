@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from emgeo_utils.report import estimates, findings
+from emgeo_utils.report import estimates, findings, times
 from emgeo_utils.report import run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +64,9 @@ def test_every_notebook_is_on_the_front_page_and_every_figure_in_docs():
         for name in names:
             assert f"`{name}`" in DOCS["notebooks.md"], f"{nb.stem} makes figure {name!r}: list it in docs/notebooks.md"
             assert f"- `{name}`:" in look, f"{nb.stem}'s figure {name!r} has no line saying what to look for"
+
+
+def test_times_are_rendered_from_the_recorded_runs():
+    for name in times.BLOCKS:
+        text = README if name == "README.md" else DOCS[name.split("/")[1]]
+        assert times.current(text, name) == times.rendered(name), "run `python -m emgeo_utils.report.times`"

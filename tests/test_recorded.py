@@ -169,3 +169,9 @@ def test_only_code_the_notebooks_reach_can_make_a_record_stale():
     files = recorded.fingerprint("default")
     assert "emgeo_utils/geometry/components.py" in files and "emgeo_utils/filtering/screen.py" not in files
     assert not any(f.startswith("emgeo_utils/report/") for f in files)
+
+
+def test_a_data_file_counts_when_code_the_notebooks_reach_names_it():
+    files = recorded.fingerprint("default")
+    assert "emgeo_utils/world/world_text.yaml" in files and "emgeo_utils/models/registry.yaml" in files
+    assert "emgeo_utils/filtering/planted_text.yaml" not in files  # the screen check's text: no notebook reads it

@@ -47,12 +47,15 @@ def sources(profile: str) -> tuple[str, ...]:
 def fingerprint(profile: str) -> dict[str, str]:
     """{project-relative path: sha256 prefix} of every file that can move a number of `profile`: the package
     modules the notebooks' code reaches (their import closure, as the cache keys its jobs: `core/codehash.py`)
-    and the packages holding them, the package's data files, and the notebooks, claims, pins and parameters."""
+    and the packages holding them, the data files those modules name, and the notebooks, claims, pins and parameters."""
     root = paths.PROJECT_ROOT
     package = {f for f in root.glob("emgeo_utils/**/*.py") if f.is_file()}
     modules = notebook_modules()
     reached = {f for f in package if _module_name(f.relative_to(root)) in modules}
-    files = {f for pattern in sources(profile) for f in root.glob(pattern) if f.is_file() and f.suffix != ".py"} | reached
+    read = "\n".join(f.read_text() for f in reached)  # a data file counts when a reached module names it
+    data = {f for f in root.glob("emgeo_utils/**/*.yaml") if f.name in read}
+    files = {f for pattern in sources(profile) for f in root.glob(pattern)
+             if f.is_file() and not str(f.relative_to(root)).startswith("emgeo_utils/")} | reached | data
     rel = sorted(str(f.relative_to(root)) for f in files)
     return {r: hashlib.sha256(_content(root / r)).hexdigest()[:16] for r in rel if not r.startswith(RENDERING_ONLY)}
 

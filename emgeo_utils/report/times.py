@@ -1,0 +1,104 @@
+"""The times a reader sees, rendered from the recorded runs' notebook times, never typed.
+
+    python -m emgeo_utils.report.times           # rewrite the times in README.md and docs/running.md
+    python -m emgeo_utils.report.times --check   # exit 1 when either differs from a fresh rendering
+
+A profile's whole run is recorded by `snapshot update --with-notebooks` (`results/<profile>/notebook_times.csv`,
+beside the stamp of its commit): each notebook's wall time, how many cached jobs it computed rather than found,
+and the CPU. `make figures` runs the CI profiles side by side, so each takes longer there than alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+import pandas as pd
+
+from emgeo_utils.core import paths
+
+BLOCKS = {"README.md": ("<!-- times:start -->", "<!-- times:end -->"),
+          "docs/running.md": ("<!-- times-table:start -->", "<!-- times-table:end -->")}
+
+
+def recorded_runs() -> list[dict]:
+    """One entry per profile with recorded notebook times: its total, per-notebook seconds, CPU, date and commit."""
+    out = []
+    for file in sorted((paths.PROJECT_ROOT / "results").glob("*/notebook_times.csv")):
+        frame, stamp = pd.read_csv(file), file.with_name("provenance.json")
+        record = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        cpu = str(frame.numerics.iloc[0]).rsplit("CPU ", 1)[-1] if "numerics" in frame else "CPU not recorded"
+        built = int(frame.artifacts_built.sum()) if "artifacts_built" in frame else None
+        out.append({"profile": file.parent.name, "total": float(frame.seconds.sum()), "cpu": cpu, "built": built,
+                    "date": str(frame.finished.iloc[-1])[:10] if "finished" in frame else "", "commit": record.get("commit", "")[:7],
+                    "notebooks": {r.notebook[:2]: float(r.seconds) for r in frame.itertuples()}})
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:,.0f} s ({seconds / 60:.0f} min)"
+
+
+def _built(r: dict) -> str:
+    """How much of the run was computed: a run that found its jobs cached took less than a cold one."""
+    return "cached jobs not recorded" if r["built"] is None else f"{r['built']} cached jobs computed, the rest found"
+
+
+def summary() -> str:
+    runs = recorded_runs()
+    if not runs:
+        return "No whole run is recorded yet (`snapshot update --with-notebooks <profile>`)."
+    parts = [f"`{r['profile']}` {_minutes(r['total'])} ({_built(r)}; {r['cpu']}, {r['date']})" for r in runs]
+    return ("Recorded whole runs on two cores: " + "; ".join(parts) + ". Per notebook: "
+            "[docs/running.md](docs/running.md#recorded-times).")
+
+
+def table() -> str:
+    runs = recorded_runs()
+    notebooks = sorted({n for r in runs for n in r["notebooks"]})
+    lines = ["| profile | " + " | ".join(notebooks) + " | total | cached jobs computed | CPU | recorded | commit |",
+             "|" + "---|" * (len(notebooks) + 6)]
+    for r in runs:
+        cells = [f"{r['notebooks'][n]:,.0f}" if n in r["notebooks"] else "-" for n in notebooks]
+        lines.append(f"| `{r['profile']}` | " + " | ".join(cells) + f" | {r['total']:,.0f} | {'-' if r['built'] is None else r['built']} "
+                     f"| {r['cpu']} | {r['date']} | {r['commit']} |")
+    return "\n".join(["*Seconds per notebook, rendered by `python -m emgeo_utils.report.times` from "
+                      "`results/<profile>/notebook_times.csv`.*", ""] + lines)
+
+
+def rendered(name: str) -> str:
+    start, end = BLOCKS[name]
+    return f"{start}\n{summary() if name == 'README.md' else table()}\n{end}"
+
+
+def current(text: str, name: str) -> str:
+    start, end = BLOCKS[name]
+    match = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.S)
+    if not match:
+        raise SystemExit(f"{name} has no {start} ... {end} block")
+    return match.group(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when a block differs from a fresh rendering")
+    args = parser.parse_args(argv)
+    stale = []
+    for name in BLOCKS:
+        file = paths.PROJECT_ROOT / name
+        text = file.read_text()
+        if current(text, name) != rendered(name):
+            stale.append(name)
+            if not args.check:
+                file.write_text(text.replace(current(text, name), rendered(name)))
+    if args.check:
+        print(f"times are stale in {', '.join(stale)}: run `python -m emgeo_utils.report.times`" if stale else "times are current")
+        return 1 if stale else 0
+    print(f"times rewritten in {', '.join(stale)}" if stale else "times were current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
