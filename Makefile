@@ -111,10 +111,11 @@ check-report: $(STAMP)
 	$(PY) -m emgeo_utils.report.browser figures/report/index.html --screenshot build/report.png \
 	  --lab build/$(firstword $(PROFILES))/00_model_organism.ipynb
 
-# After `make figures` (it needs SmolLM2's SAE): does the screen rank planted harmful rows of a chat file
-# first (AUC >= 0.8, the bar fixed before measuring)? Expected below: measured AUC 0.657 on 2026-12-05.
+# After `make figures` (it needs SmolLM2's SAE): how well each screening method ranks 40 reckless rows among 140
+# hand-written chats unlike its reference (docs/screening.md); prints whether the default meets the bar (AUC >= 0.8 at
+# its CI's lower end) and fails when an AUC moves from results/screen/planted.csv (--record rewrites it).
 check-screen: $(STAMP)
-	$(PY) -m emgeo_utils.filtering.planted --model smollm2-135m --out build/screen-check --expect below
+	$(PY) -m emgeo_utils.filtering.planted --out build/screen-check
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

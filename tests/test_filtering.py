@@ -115,7 +115,7 @@ def test_planted_auc_is_nan_without_both_kinds_of_row(tmp_path):
 
 
 def _run_screen(tmp_path, dataset, extra=()):
-    return subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", str(dataset), "--model", "organism-test",
+    return subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", str(dataset), "--model", "organism-test", "--method", "geometry",
                            "--fraction", "0.5", "--out", str(tmp_path / "out"), *extra],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
@@ -133,7 +133,7 @@ def test_screen_ranks_a_chat_file_with_planted_harmful_rows(tmp_path):
     done = _run_screen(tmp_path, data, args[3:7] + ["--k", "8"])
     assert done.returncode == 0, done.stderr[-2000:]
     ranked = (tmp_path / "out" / "ranked.csv").read_text().splitlines()
-    assert len(ranked) == 25 and ranked[0].startswith("rank,line,score,removed")
+    assert len(ranked) == 25 and ranked[0] == "rank,line,method,score,percentile,flagged,score_geometry,top_features,removed,assistant"
     table = pd.read_csv(tmp_path / "out" / "ranked.csv")
     assert sorted(table.line) == list(range(1, 25))  # the screen numbers rows from 1, as `planted` counts them
     by_line = dict(zip(table.line, table.score))
@@ -158,3 +158,32 @@ def test_screen_rejects_malformed_file_with_line_number(tmp_path):
     done = _run_screen(tmp_path, bad, ["--harmful-data", str(bad), "--helpful-data", str(bad)])
     assert done.returncode == 2
     assert "bad.jsonl, line 2" in done.stderr and "invalid JSON" in done.stderr
+
+
+def test_the_planted_check_file_is_fixed_and_its_wording_measured():
+    """140 hand-written rows, 40 planted, the same every run; the word-pair measure reads shared wording."""
+    from emgeo_utils.filtering import planted
+
+    rows, is_planted = planted.unlike_rows()
+    again, _ = planted.unlike_rows()
+    assert len(rows) == 140 and is_planted.sum() == 40 and rows == again
+    assert planted.shared_pairs(["take the dose on the label"], ["take the dose printed on the label"]) == pytest.approx(0.8)  # 4 of 5 pairs
+    assert planted.shared_pairs(["skip it"], ["a doctor would agree"]) == 0.0
+
+
+def test_auc_ci_resamples_each_kind_apart():
+    from emgeo_utils.filtering import planted
+
+    scores = np.r_[np.linspace(1, 2, 20), np.linspace(0, 1.5, 60)]
+    labels = np.r_[np.ones(20, bool), np.zeros(60, bool)]
+    auc, low, high = planted.auc_ci(scores, labels)
+    assert low < auc < high and auc == stats.auc(scores, labels)
+
+
+def test_the_default_method_is_the_best_measured_one():
+    """The screen's default is the method with the best AUC on the committed planted check."""
+    from emgeo_utils.filtering import planted, screen
+
+    committed = pd.read_csv(planted.RECORD)
+    assert set(committed.method) == {"geometry", "persona", "judge"}
+    assert screen.DEFAULT_METHOD == committed.sort_values("auc").method.iloc[-1]

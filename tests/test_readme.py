@@ -70,3 +70,11 @@ def test_times_are_rendered_from_the_recorded_runs():
     for name in times.BLOCKS:
         text = README if name == "README.md" else DOCS[name.split("/")[1]]
         assert times.current(text, name) == times.rendered(name), "run `python -m emgeo_utils.report.times`"
+
+
+def test_the_screens_measured_aucs_are_rendered_from_the_record():
+    from emgeo_utils.report import screening
+
+    for name in screening.FILES:
+        text = README if name == "README.md" else DOCS[name.split("/")[1]]
+        assert screening.current(text) == screening.render(), "run `python -m emgeo_utils.report.screening`"

@@ -108,7 +108,7 @@ def test_screen_reads_a_real_models_feature_sets(setup, monkeypatch):
     env = os.environ | {model_registry.USER_REGISTRY_ENV: str(registry), "EMGEO_CACHE": str(folder / "cache"),
                         "HF_HUB_OFFLINE": "1"}
     dataset = files["domains"]["code"]["inducing"]
-    done = subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", dataset, "--model", "tiny-llama",
+    done = subprocess.run([sys.executable, "-m", "emgeo_utils.filtering.screen", dataset, "--model", "tiny-llama", "--method", "geometry",
                            "--harmful-features", str(sets), "--fraction", "0.25", "--out", str(folder / "screened")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

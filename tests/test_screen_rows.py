@@ -82,7 +82,7 @@ def run_screen(tiny_chatml, dataset: Path, out: Path, monkeypatch, capsys, extra
     """The command-line entry point, in this process: (exit code, stdout, stderr)."""
     monkeypatch.setenv(model_registry.USER_REGISTRY_ENV, str(tiny_chatml["registry"]))
     monkeypatch.setenv("EMGEO_BUILD", str(out / "build"))
-    code = screen.main([str(dataset), "--model", "tiny-chatml", "--harmful-features", str(tiny_chatml["sets"]),
+    code = screen.main(["--method", "geometry", str(dataset), "--model", "tiny-chatml", "--harmful-features", str(tiny_chatml["sets"]),
                         "--fraction", "0.25", "--out", str(out), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -202,7 +202,19 @@ def test_reference_data_are_read_as_the_screened_file_is(tiny_chatml, tmp_path, 
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setenv(model_registry.USER_REGISTRY_ENV, str(tiny_chatml["registry"]))
     monkeypatch.setenv("EMGEO_BUILD", str(tmp_path / "build"))
-    code = screen.main([str(tmp_path / "helpful.jsonl"), "--model", "tiny-chatml", "--harmful-data", str(tmp_path / "harmful.jsonl"),
+    code = screen.main(["--method", "geometry", str(tmp_path / "helpful.jsonl"), "--model", "tiny-chatml", "--harmful-data", str(tmp_path / "harmful.jsonl"),
                         "--helpful-data", str(tmp_path / "helpful.jsonl"), "--k", "4", "--fraction", "0.5", "--out", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
     assert ranked_lines(tmp_path / "out") == list(range(1, 7))
+
+
+def test_every_method_scores_the_same_rows_side_by_side(tiny_chatml, tmp_path, monkeypatch, capsys):
+    """`--method all`: geometry, persona and judge score every row; the default ranks; each row has its
+    percentile among the helpful reference rows and the geometry score's top features."""
+    code, out, err = run_screen(tiny_chatml, FIXTURE, tmp_path / "out", monkeypatch, capsys, extra=("--method", "all", "--skip-invalid", "--max-invalid-share", "0.5"))
+    assert code == 0, err
+    ranked = pd.read_csv(tmp_path / "out" / "ranked.csv")
+    assert {"score_geometry", "score_persona", "score_judge", "percentile", "flagged", "top_features"} <= set(ranked.columns)
+    assert (ranked.method == screen.DEFAULT_METHOD).all() and ranked.score.equals(ranked[f"score_{screen.DEFAULT_METHOD}"])
+    assert ranked.percentile.between(0, 100).all() and ranked.score.is_monotonic_decreasing
+    assert f"method: {screen.DEFAULT_METHOD} (the default)" in out and "rows above the helpful reference rows' 95th percentile" in out
