@@ -120,12 +120,11 @@ def run(profile: str, selected: list[str] | None, prepare_only: bool, out: Path 
             failed.append(nb.stem)
             print(f"[{profile}] {nb.stem} FAILED: {str(err).strip().splitlines()[-1] if str(err).strip() else err}")
         notebook_findings.append_findings(out / nb.name, figures / "claims" / f"{nb.stem}.json")  # its last cell: what it found
-        if (out / nb.name).exists() and status == "ok":
-            problems = finish_executed(out / nb.name)
-            if problems:
-                status = "failed"
-                failed.append(nb.stem)
-                print(f"[{profile}] {nb.stem} FAILED: the executed notebook contains {', '.join(problems)}")
+        problems = finish_executed(out / nb.name) if (out / nb.name).exists() else []  # a failed one is read too
+        if status == "ok" and problems:
+            status = "failed"
+            failed.append(nb.stem)
+            print(f"[{profile}] {nb.stem} FAILED: the executed notebook contains {', '.join(problems)}")
         seconds = time.perf_counter() - start
         times.append({"run": run_id, "selection": "all" if not selected else " ".join(selected), "notebook": nb.stem,
                       "profile": profile, "seconds": round(seconds, 1), "status": status,
