@@ -70,7 +70,8 @@ def _sentence(profile: str, frame: pd.DataFrame, keys: list[tuple[str, str]], qu
         return None
     support = sum(verdicts.verdict_class(str(r["verdict"])) == "supports the paper" for r in rows)
     against = sum(verdicts.verdict_class(str(r["verdict"])) == "contradicts the paper" for r in rows)
-    parts = [f"{_label(profile)}: {support} of {len(rows)} rows support the paper" + (f", {against} contradict it" if against else "") + "."]
+    parts = [f"{_label(profile)}: {support} of {len(rows)} rows support the paper"
+             + (f", {against} contradict{'s' if against == 1 else ''} it" if against else "") + "."]
     parts += [f"{words}: {said}." for words, said in rows_by_kind(rows)]
     qualified = [row_in_words(index[k]) for k in qualifiers if k in index]
     if qualified:
@@ -91,8 +92,24 @@ def render_findings(profiles: tuple[str, ...] = tuple(MODELS)) -> str:
         qualifiers = [tuple(k) for e in chosen for k in e.get("qualified_by", [])]
         said = [s for p, f in frames.items() if (s := _sentence(p, f, keys, qualifiers))]
         lines += [f"**{title}.**", ""] + [f"- {s}" for s in said or ["no model's profile tests it yet."]] + [""]
+    lines += preregistration("default-powered")
     lines.append(END)
     return "\n".join(lines)
+
+
+def preregistration(profile: str) -> list[str]:
+    """How a profile whose expectations were committed before its run came out: held, flipped (each named), recorded."""
+    frame = _frame(profile)
+    if frame is None:
+        return []
+    flipped = frame[frame.as_expected == "UNEXPECTED"]
+    named = "; ".join(f"`{r.claim}` (expected {'holds' if str(r.expected) == 'True' else 'does not hold'}, came out "
+                      f"{row_in_words(r._asdict()).split('` ', 1)[1]})" for r in flipped.itertuples())
+    return [f"**The pre-registration** (`{profile}`: expectations committed before its first run, "
+            f"`params/{profile}/expectations.yaml`): {int((frame.as_expected == 'as expected').sum())} of "
+            f"{int(frame.as_expected.isin(['as expected', 'UNEXPECTED']).sum())} asserted expectations held, "
+            f"{len(flipped)} did not, {int((frame.as_expected == 'record only').sum())} were recorded without a prediction."
+            + (f" Those that did not: {named}." if named else ""), ""]
 
 
 def readme_path() -> Path:

@@ -48,13 +48,18 @@ def local_paths() -> list[str]:
 
 
 def finish_executed(path: Path) -> list[str]:
-    """Replace papermill's absolute input/output paths by project-relative ones; return the
-    problems left: error outputs or absolute paths of this machine in any output."""
+    """Replace papermill's absolute input/output paths, and those of a failed cell's traceback, by
+    project-relative ones; return the problems left: error outputs or absolute paths of this machine in any output."""
     notebook = json.loads(path.read_text())
     meta = notebook.get("metadata", {}).get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = paths.display_path(meta[key])
+    root = f"{paths.PROJECT_ROOT}/"
+    for cell in notebook.get("cells", []):  # a failed cell's traceback names the package's files: project-relative
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [line.replace(root, "") for line in output.get("traceback", [])]
     path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
     text = path.read_text()
     problems = ["an error output"] if '"output_type": "error"' in text else []
