@@ -34,3 +34,12 @@ def test_the_findings_cell_is_appended_once_and_replaced_on_a_rerun(tmp_path):
     cells = nbformat.read(executed, as_version=4).cells
     assert len(cells) == 2 and "1 of the paper's 1 rows here support it." in cells[-1].source
     assert not notebook_findings.append_findings(executed, tmp_path / "missing.json")
+
+
+def test_the_findings_cell_has_an_id_where_the_format_wants_one(tmp_path):
+    executed, claims = tmp_path / "03_geometry_tests.ipynb", tmp_path / "03_geometry_tests.json"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("nb.finish()")]), executed)
+    claims.write_text(json.dumps(_rows()))
+    notebook_findings.append_findings(executed, claims)
+    nbformat.validate(nbformat.read(executed, as_version=4))  # raises on a cell without an id in nbformat 4.5
+    assert nbformat.read(executed, as_version=4).cells[-1].id == "findings"

@@ -69,7 +69,7 @@ def test_every_notebook_is_on_the_front_page_and_every_figure_in_docs():
 def test_times_are_rendered_from_the_recorded_runs():
     for name in times.BLOCKS:
         text = README if name == "README.md" else DOCS[name.split("/")[1]]
-        assert times.current(text, name) == times.rendered(name), "run `python -m emgeo_utils.report.times`"
+        assert times.times_block(text, name) == times.rendered(name), "run `python -m emgeo_utils.report.times`"
 
 
 def test_the_screens_measured_aucs_are_rendered_from_the_record():
@@ -77,4 +77,4 @@ def test_the_screens_measured_aucs_are_rendered_from_the_record():
 
     for name in screening.FILES:
         text = README if name == "README.md" else DOCS[name.split("/")[1]]
-        assert screening.current(text) == screening.render(), "run `python -m emgeo_utils.report.screening`"
+        assert screening.screening_block(text) == screening.render_screening(), "run `python -m emgeo_utils.report.screening`"

@@ -36,11 +36,10 @@ import yaml
 
 from emgeo_utils.core import paths, stats
 from emgeo_utils.experiment.loader import open_experiment
-from emgeo_utils.filtering import methods
+from emgeo_utils.filtering import methods, validation
 
-MIN_AUC = 0.8  # fixed before SmolLM2 was measured; a shuffled ranking gives 0.5
+MIN_AUC, RECORD = validation.MIN_AUC, validation.RECORD
 TEXT = Path(__file__).with_name("planted_text.yaml")
-RECORD = paths.PROJECT_ROOT / "results" / "screen" / "planted.csv"
 TOLERANCE = 0.02  # an AUC may move this much between CPUs (their kernels differ) before the check fails
 PER_TOPIC = {"reckless": 4, "careful": 10}
 
@@ -142,8 +141,6 @@ def measure(model: str, folder: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from emgeo_utils.filtering.screen import DEFAULT_METHOD
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m", help="a registry name (one that reads English)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the planted file and the screen's output")
@@ -154,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"planted file: {int(first.n_rows)} rows, {int(first.n_planted)} planted; {first.shared_pairs:.0%} of a row's word "
           f"pairs occur in the reference answers (one reference half in the other: {first.shared_pairs_within_reference:.0%})")
     for r in fresh.itertuples():
-        print(f"  {r.method:9s} AUC {r.auc:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" + ("  (the default)" if r.method == DEFAULT_METHOD else ""))
-    default = fresh[fresh.method == DEFAULT_METHOD].iloc[0]
+        print(f"  {r.method:9s} AUC {r.auc:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]" + ("  (the default)" if r.method == validation.DEFAULT_METHOD else ""))
+    default = fresh[fresh.method == validation.DEFAULT_METHOD].iloc[0]
     best = fresh.sort_values("auc", ascending=False).iloc[0]
     print(f"the bar (the default method's CI at least {MIN_AUC} at its lower end): "
           + ("met" if default.ci_low >= MIN_AUC else f"NOT met ({default.ci_low:.3f})")
-          + ("" if best.method == DEFAULT_METHOD else f"; the best AUC is {best.method}'s, not the default's: change DEFAULT_METHOD"))
+          + ("" if best.method == validation.DEFAULT_METHOD else f"; the best AUC is {best.method}'s, not the default's: change validation.DEFAULT_METHOD"))
     if args.record:
         RECORD.parent.mkdir(parents=True, exist_ok=True)
         fresh.to_csv(RECORD, index=False)

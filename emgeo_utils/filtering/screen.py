@@ -42,7 +42,7 @@ from emgeo_utils.core import numerics, paths, readers
 from emgeo_utils.experiment.base import Experiment, Run
 from emgeo_utils.experiment.loader import open_experiment
 from emgeo_utils.features import activations, selection
-from emgeo_utils.filtering import methods, ranking, scorable
+from emgeo_utils.filtering import methods, ranking, scorable, validation
 from emgeo_utils.models.loading import load_model
 from emgeo_utils.models.registry import UnknownModel
 
@@ -88,8 +88,8 @@ def reference_rows(args, path: Path, toxicity: bool, model, tokenizer, experimen
     return scorable_rows(args, path, [n for n, _ in rows], [s for _, s in rows], invalid, model, tokenizer, experiment)
 
 
-VALIDATION = paths.PROJECT_ROOT / "results" / "screen" / "planted.csv"
-DEFAULT_METHOD = "persona"  # the best AUC on the planted check (VALIDATION, 2026-12-07: persona 0.765, judge 0.734, geometry 0.724)
+VALIDATION = validation.RECORD
+DEFAULT_METHOD = validation.DEFAULT_METHOD
 THRESHOLD_PERCENTILE = 95.0  # a row above this percentile of the helpful reference rows is flagged
 
 
@@ -103,8 +103,8 @@ def validated(method: str) -> str:
         return f"not validated ({paths.display_path(VALIDATION)} has no row for it)"
     r = row.iloc[0]
     return (f"AUC {r.auc:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] on the planted check ({int(r.n_rows)} rows, "
-            f"{int(r.n_planted)} planted; {r.model}, {r.date}; its bar, 0.8 at the lower bound, "
-            f"{'met' if r.ci_low >= 0.8 else 'NOT met'})")
+            f"{int(r.n_planted)} planted; {r.model}, {r.date}; its bar, {validation.MIN_AUC} at the lower bound, "
+            f"{'met' if r.ci_low >= validation.MIN_AUC else 'NOT met'})")
 
 
 def reference_set(args, model, tokenizer, experiment: Experiment) -> methods.Reference:

@@ -62,7 +62,10 @@ def append_findings(executed: Path, claims_json: Path) -> bool:
     notebook = json.loads(executed.read_text())
     cells = [c for c in notebook["cells"] if FINDINGS_TAG not in c.get("metadata", {}).get("tags", [])]
     text = notebook_findings(json.loads(claims_json.read_text()))
-    cells.append({"cell_type": "markdown", "metadata": {"tags": [FINDINGS_TAG]}, "source": text.splitlines(keepends=True)})
+    cell = {"cell_type": "markdown", "metadata": {"tags": [FINDINGS_TAG]}, "source": text.splitlines(keepends=True)}
+    if notebook.get("nbformat_minor", 0) >= 5:  # nbformat 4.5 on: every cell has an id
+        cell = {"id": FINDINGS_TAG} | cell
+    cells.append(cell)
     notebook["cells"] = cells
     executed.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
     return True

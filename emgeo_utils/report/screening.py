@@ -14,17 +14,16 @@ import sys
 import pandas as pd
 
 from emgeo_utils.core import paths
-from emgeo_utils.filtering import planted
-from emgeo_utils.filtering.screen import DEFAULT_METHOD
+from emgeo_utils.filtering.validation import DEFAULT_METHOD, MIN_AUC, RECORD
 
 START, END = "<!-- screening:start -->", "<!-- screening:end -->"
 FILES = ("README.md", "docs/screening.md")
 
 
-def render() -> str:
-    if not planted.RECORD.is_file():
+def render_screening() -> str:
+    if not RECORD.is_file():
         return f"{START}\nNo measurement recorded yet (`python -m emgeo_utils.filtering.planted --out build/screen-check --record`).\n{END}"
-    frame = pd.read_csv(planted.RECORD)
+    frame = pd.read_csv(RECORD)
     first = frame.iloc[0]
     lines = [f"Measured by `make check-screen` on {first.model} ({first.date}): {int(first.n_rows)} hand-written chats, "
              f"{int(first.n_planted)} of them reckless (planted); {first.shared_pairs:.0%} of a row's word pairs occur in the "
@@ -34,11 +33,11 @@ def render() -> str:
              "| method | AUC, planted rows | 95% CI | bar (CI at least 0.8 at its lower end) |", "|---|---|---|---|"]
     for r in frame.sort_values("auc", ascending=False).itertuples():
         name = f"`{r.method}`" + (" (default)" if r.method == DEFAULT_METHOD else "")
-        lines.append(f"| {name} | {r.auc:.3f} | [{r.ci_low:.3f}, {r.ci_high:.3f}] | {'met' if r.ci_low >= planted.MIN_AUC else 'not met'} |")
+        lines.append(f"| {name} | {r.auc:.3f} | [{r.ci_low:.3f}, {r.ci_high:.3f}] | {'met' if r.ci_low >= MIN_AUC else 'not met'} |")
     return "\n".join([START, *lines, END])
 
 
-def current(text: str) -> str:
+def screening_block(text: str) -> str:
     match = re.search(re.escape(START) + ".*?" + re.escape(END), text, re.S)
     if not match:
         raise SystemExit(f"no {START} ... {END} block")
@@ -49,14 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    fresh, stale = render(), []
+    fresh, stale = render_screening(), []
     for name in FILES:
         file = paths.PROJECT_ROOT / name
         text = file.read_text()
-        if current(text) != fresh:
+        if screening_block(text) != fresh:
             stale.append(name)
             if not args.check:
-                file.write_text(text.replace(current(text), fresh))
+                file.write_text(text.replace(screening_block(text), fresh))
     print(("stale: " if args.check else "rewritten: ") + ", ".join(stale) if stale else "current")
     return 1 if args.check and stale else 0
 

@@ -52,7 +52,7 @@ def _built(r: dict) -> str:
     return f"{r['built']} cached results computed" + ("; its pretrained organisms came from the cache" if r["warm_organisms"] else "")
 
 
-def summary() -> str:
+def times_summary() -> str:
     runs = recorded_runs()
     if not runs:
         return "No whole run is recorded yet (`snapshot update --with-notebooks <profile>`)."
@@ -61,7 +61,7 @@ def summary() -> str:
             "[docs/running.md](docs/running.md#recorded-times).")
 
 
-def table() -> str:
+def times_table() -> str:
     runs = recorded_runs()
     notebooks = sorted({n for r in runs for n in r["notebooks"]})
     lines = ["| profile | " + " | ".join(notebooks) + " | total | cached results computed | CPU | recorded | commit |",
@@ -76,10 +76,10 @@ def table() -> str:
 
 def rendered(name: str) -> str:
     start, end = BLOCKS[name]
-    return f"{start}\n{summary() if name == 'README.md' else table()}\n{end}"
+    return f"{start}\n{times_summary() if name == 'README.md' else times_table()}\n{end}"
 
 
-def current(text: str, name: str) -> str:
+def times_block(text: str, name: str) -> str:
     start, end = BLOCKS[name]
     match = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.S)
     if not match:
@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in BLOCKS:
         file = paths.PROJECT_ROOT / name
         text = file.read_text()
-        if current(text, name) != rendered(name):
+        if times_block(text, name) != rendered(name):
             stale.append(name)
             if not args.check:
-                file.write_text(text.replace(current(text, name), rendered(name)))
+                file.write_text(text.replace(times_block(text, name), rendered(name)))
     if args.check:
         print(f"times are stale in {', '.join(stale)}: run `python -m emgeo_utils.report.times`" if stale else "times are current")
         return 1 if stale else 0
