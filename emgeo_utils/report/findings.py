@@ -12,8 +12,6 @@ since it ran is marked STALE.
 
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -21,8 +19,7 @@ import pandas as pd
 import yaml
 
 from emgeo_utils.claims import verdicts
-from emgeo_utils.core import paths
-from emgeo_utils.report import recorded, snapshot
+from emgeo_utils.report import blocks, recorded, snapshot
 from emgeo_utils.report.notebook_findings import row_in_words, rows_by_kind
 from emgeo_utils.report.profiles import profile_parameters
 
@@ -112,29 +109,12 @@ def preregistration(profile: str) -> list[str]:
             + (f" Those that did not: {named}." if named else ""), ""]
 
 
-def readme_path() -> Path:
-    return paths.PROJECT_ROOT / "README.md"
-
-
 def findings_block(text: str) -> str:
-    match = re.search(re.escape(START) + ".*?" + re.escape(END), text, re.S)
-    if not match:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
-    return match.group(0)
+    return blocks.block(text, START, END, "README.md")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when README.md's findings differ from a fresh rendering")
-    args = parser.parse_args(argv)
-    text, fresh = readme_path().read_text(), render_findings()
-    if args.check:
-        same = findings_block(text) == fresh
-        print("README findings are current" if same else "README findings are stale: run `python -m emgeo_utils.report.findings`")
-        return 0 if same else 1
-    readme_path().write_text(text.replace(findings_block(text), fresh))
-    print("README findings rewritten from results/")
-    return 0
+    return blocks.main_for("the findings", "emgeo_utils.report.findings", [("README.md", START, END, render_findings())], argv)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-import argparse
-import re
 import sys
 
 import pandas as pd
 
-from emgeo_utils.core import paths
 from emgeo_utils.filtering.validation import DEFAULT_METHOD, MIN_AUC, RECORD
+from emgeo_utils.report import blocks
 
 START, END = "<!-- screening:start -->", "<!-- screening:end -->"
 FILES = ("README.md", "docs/screening.md")
@@ -38,26 +36,12 @@ def render_screening() -> str:
 
 
 def screening_block(text: str) -> str:
-    match = re.search(re.escape(START) + ".*?" + re.escape(END), text, re.S)
-    if not match:
-        raise SystemExit(f"no {START} ... {END} block")
-    return match.group(0)
+    return blocks.block(text, START, END, "the file")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    fresh, stale = render_screening(), []
-    for name in FILES:
-        file = paths.PROJECT_ROOT / name
-        text = file.read_text()
-        if screening_block(text) != fresh:
-            stale.append(name)
-            if not args.check:
-                file.write_text(text.replace(screening_block(text), fresh))
-    print(("stale: " if args.check else "rewritten: ") + ", ".join(stale) if stale else "current")
-    return 1 if args.check and stale else 0
+    fresh = render_screening()
+    return blocks.main_for("the screen's AUCs", "emgeo_utils.report.screening", [(n, START, END, fresh) for n in FILES], argv)
 
 
 if __name__ == "__main__":

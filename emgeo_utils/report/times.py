@@ -10,14 +10,13 @@ and the CPU. `make figures` runs the CI profiles side by side, so each takes lon
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import sys
 
 import pandas as pd
 
 from emgeo_utils.core import paths
+from emgeo_utils.report import blocks
 
 BLOCKS = {"README.md": ("<!-- times:start -->", "<!-- times:end -->"),
           "docs/running.md": ("<!-- times-table:start -->", "<!-- times-table:end -->")}
@@ -80,30 +79,11 @@ def rendered(name: str) -> str:
 
 
 def times_block(text: str, name: str) -> str:
-    start, end = BLOCKS[name]
-    match = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.S)
-    if not match:
-        raise SystemExit(f"{name} has no {start} ... {end} block")
-    return match.group(0)
+    return blocks.block(text, *BLOCKS[name], name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when a block differs from a fresh rendering")
-    args = parser.parse_args(argv)
-    stale = []
-    for name in BLOCKS:
-        file = paths.PROJECT_ROOT / name
-        text = file.read_text()
-        if times_block(text, name) != rendered(name):
-            stale.append(name)
-            if not args.check:
-                file.write_text(text.replace(times_block(text, name), rendered(name)))
-    if args.check:
-        print(f"times are stale in {', '.join(stale)}: run `python -m emgeo_utils.report.times`" if stale else "times are current")
-        return 1 if stale else 0
-    print(f"times rewritten in {', '.join(stale)}" if stale else "times were current")
-    return 0
+    return blocks.main_for("the times", "emgeo_utils.report.times", [(n, *BLOCKS[n], rendered(n)) for n in BLOCKS], argv)
 
 
 if __name__ == "__main__":
