@@ -87,14 +87,15 @@ def score(methods: list[str], model, tokenizer, sae, layer: int, readout: str, v
     if "geometry" in methods:
         given = harmful_features
 
-        def proximity_of(keep: np.ndarray) -> torch.Tensor:
-            chosen = given if given is not None else selection.select(
+        def harmful_of(keep: np.ndarray) -> torch.Tensor:
+            return given if given is not None else selection.select(
                 ref[readout][torch.from_numpy(keep & is_harmful)], ref[readout][torch.from_numpy(keep & ~is_harmful)], k)
-            return ranking.feature_proximity(sae.W_dec.detach(), chosen)
 
-        everything = np.ones(n_h + n_ok, bool)
-        harmful_features = given if given is not None else selection.select(ref[readout][:n_h], ref[readout][n_h:], k)
-        proximity = proximity_of(everything)
+        def proximity_of(keep: np.ndarray) -> torch.Tensor:
+            return ranking.feature_proximity(sae.W_dec.detach(), harmful_of(keep))
+
+        harmful_features = harmful_of(np.ones(n_h + n_ok, bool))
+        proximity = ranking.feature_proximity(sae.W_dec.detach(), harmful_features)
         rows["geometry"] = ranking.geometry_scores(acts[readout], proximity, variant)
         ref_scores["geometry"] = _cross_fitted_helpful(
             n_h, n_ok, proximity_of, lambda prox, idx: ranking.geometry_scores(ref[readout][idx], prox, variant))

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from emgeo_utils.claims import verdicts
+from emgeo_utils.models import registry
 from emgeo_utils.report import blocks, recorded, snapshot
 from emgeo_utils.report.notebook_findings import row_in_words, rows_by_kind
 from emgeo_utils.report.profiles import profile_parameters
@@ -49,7 +50,7 @@ def _frame(profile: str) -> pd.DataFrame | None:
 def _label(profile: str) -> str:
     """The model, its unit of replication, and for a recorded profile the commit it ran at."""
     name = MODELS.get(profile, profile)
-    if profile.startswith("default"):
+    if is_organism(profile):
         worlds = len(profile_parameters("03_geometry_tests", profile)["organism_seeds"])
         name += f" ({worlds} independent worlds per kind)"
     else:
@@ -58,6 +59,11 @@ def _label(profile: str) -> str:
         rec = recorded.Recorded(profile)
         name += f", recorded at {rec.commit}" + ("; STALE: the code changed since" if rec.stale else "")
     return f"*{name}*"
+
+
+def is_organism(profile: str) -> bool:
+    """Whether a profile runs the organism (its registry entry's kind), whose unit is an independent world."""
+    return registry.entry(profile_parameters("00_model_organism", profile)["model"]).get("kind") == "organism"
 
 
 def _sentence(profile: str, frame: pd.DataFrame, keys: list[tuple[str, str]], qualifiers: list[tuple[str, str]]) -> str | None:

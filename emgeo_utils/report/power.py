@@ -9,6 +9,7 @@ the whole table and checks each N by simulating that test; the results page show
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -21,6 +22,7 @@ from emgeo_utils.core import paths, stats
 POWER, UPPER_LEVEL, MAX_N = 0.8, 0.8, 200
 
 
+@functools.lru_cache(maxsize=1)
 def smallest_effects() -> dict:
     """docs/smallest_effects.yaml: {notebook: {claim: {smallest, measure}}}."""
     return yaml.safe_load((paths.PROJECT_ROOT / "docs" / "smallest_effects.yaml").read_text())["claims"]

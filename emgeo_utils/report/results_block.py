@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -25,6 +26,7 @@ from emgeo_utils.claims import verdicts
 from emgeo_utils.claims.record import fmt, measured
 from emgeo_utils.claims import specs as claim_specs
 from emgeo_utils.report import power, recorded, snapshot
+from emgeo_utils.report.findings import is_organism
 from emgeo_utils.report.notebook_findings import short_verdict
 from emgeo_utils.report.profiles import profile_parameters
 from emgeo_utils.report.claims_table import counts, ordered
@@ -74,7 +76,7 @@ def render_block() -> str:
         rows = pd.DataFrame({"kind": shown.kind.map(verdicts.KINDS), "notebook": shown.notebook.str[:2],
                              "claim": shown.claim, "statement": shown.statement, "verdict": shown.verdict,
                              "measured": [measured(r) for r in shown.to_dict("records")], "units": shown.units})
-        if profile.startswith("default"):  # the organism: its smallest effects of interest are declared
+        if is_organism(profile):  # the organism: its smallest effects of interest are declared
             rows["units for 80% power"] = [_needed(r) for r in shown.itertuples()]
         lines += _table(rows, list(rows.columns)) + [""]
     lines += side_by_side("default", "default-powered")
@@ -96,20 +98,17 @@ def side_by_side(few: str, many: str) -> list[str]:
         f"{few}: verdict": both.verdict.map(short_verdict), f"{few}: value [CI]": [_value(r, "") for r in both.to_dict("records")],
         f"{many}: verdict": both.verdict_many.map(short_verdict), f"{many}: value [CI]": [_value(r, "_many") for r in both.to_dict("records")],
         "units": [f"{units(r['units'])} -> {units(r['units_many'])}" for r in both.to_dict("records")],
-        f"{many}: units for 80% power": [_needed(_Many(r)) for r in both.to_dict("records")]})
+        f"{many}: units for 80% power": [_needed(_many(r)) for r in both.to_dict("records")]})
     moved = int((rows[f"{few}: verdict"] != rows[f"{many}: verdict"]).sum())
     worlds = [len(profile_parameters("03_geometry_tests", p)["organism_seeds"]) for p in (few, many)]
     return [f"**The organism at {worlds[0]} and at {worlds[1]} independent worlds per kind, side by side**: the discriminating, paper and negative-control rows; {moved} of {len(rows)} verdicts differ.",
             ""] + _table(rows, list(rows.columns)) + [""]
 
 
-class _Many:
+def _many(r: dict) -> SimpleNamespace:
     """A merged row read as the powered profile's (for `_needed`)."""
-
-    def __init__(self, r: dict):
-        self.notebook, self.claim = r["notebook"], r["claim"]
-        for key in ("verdict", "units", "ci_low", "ci_high", "note", "value"):
-            setattr(self, key, r[f"{key}_many"])
+    return SimpleNamespace(notebook=r["notebook"], claim=r["claim"],
+                           **{k: r[f"{k}_many"] for k in ("verdict", "units", "ci_low", "ci_high", "note", "value")})
 
 
 def _value(r: dict, suffix: str) -> str:

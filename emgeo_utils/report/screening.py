@@ -26,7 +26,7 @@ def render_screening() -> str:
     lines = [f"Measured by `make check-screen` on {first.model} ({first.date}): {int(first.n_rows)} hand-written chats, "
              f"{int(first.n_planted)} of them reckless (planted); {first.shared_pairs:.0%} of a row's word pairs occur in the "
              f"reference answers, against {first.shared_pairs_within_reference:.0%} for one half of the reference in the other. "
-             f"The whole screen (`--method all`, loading included) took {first.screen_all_seconds:,.0f} s on two cores for "
+             f"The whole screen (`--method all`, loading included) took {first.screen_all_seconds:,.0f} s on a 2-core machine for "
              f"{int(first.n_rows)} rows. No real labelled set is measured: none could be fetched here.", "",
              "| method | AUC, planted rows | 95% CI | bar (CI at least 0.8 at its lower end) |", "|---|---|---|---|"]
     for r in frame.sort_values("auc", ascending=False).itertuples():

@@ -17,6 +17,7 @@ import pandas as pd
 
 from emgeo_utils.core import paths
 from emgeo_utils.report import blocks
+from emgeo_utils.report.findings import is_organism
 
 BLOCKS = {"README.md": ("<!-- times:start -->", "<!-- times:end -->"),
           "docs/running.md": ("<!-- times-table:start -->", "<!-- times-table:end -->")}
@@ -32,7 +33,7 @@ def recorded_runs() -> list[dict]:
         built = int(frame.artifacts_built.sum()) if "artifacts_built" in frame else None
         first = frame[frame.notebook.str.startswith("00_")]
         # an organism run whose 00 trained no organism found them in the cache: far shorter than a cold run
-        warm_organisms = (file.parent.name.startswith("default") and "organisms_trained" in frame and len(first) > 0
+        warm_organisms = (is_organism(file.parent.name) and "organisms_trained" in frame and len(first) > 0
                           and int(first.organisms_trained.sum()) == 0)
         out.append({"profile": file.parent.name, "total": float(frame.seconds.sum()), "cpu": cpu, "built": built, "warm_organisms": warm_organisms,
                     "date": str(frame.finished.iloc[-1])[:10] if "finished" in frame else "", "commit": record.get("commit", "")[:7],
