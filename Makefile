@@ -84,15 +84,16 @@ FORCE:
 check-snapshot: $(STAMP)
 	$(PY) -m emgeo_utils.report.snapshot check $(PROFILES)
 
-# The unit tests and the notebooks under nbval side by side, one thread each (the test profile's notebooks
-# run with threads: 1; conftest.py sets the unit tests'): on two cores about the time of the longer one.
+# The unit tests (two pytest-xdist workers, a test file per worker at a time) and the notebooks under nbval side
+# by side, one thread each (the test profile's notebooks run with threads: 1; conftest.py sets the unit tests'):
+# three single-threaded processes keep both cores busy until the end (one pytest process left one idle for 6 minutes).
 # Each one's output appears, whole, when it ends (-Otarget), so the two never interleave.
 test: $(STAMP)
 	@echo "make test: unit tests and notebooks (nbval) side by side; each one's output appears when it ends"
 	$(MAKE) --no-print-directory -j2 -Otarget unit nbtest
 
 unit: $(STAMP)
-	$(PY) -m pytest -p no:cacheprovider -q tests
+	$(PY) -m pytest -p no:cacheprovider -q -n 2 --dist loadfile tests
 
 # nbval gets parameters through papermill: prepare each notebook with the test profile, then run it.
 # The test cache and figures live under build/, shared with the unit tests, apart from the real run's.

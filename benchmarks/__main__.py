@@ -25,7 +25,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from .common import Row  # noqa: E402
 
-MODULES = ["extraction", "geometry", "sampling", "finetuning", "smollm2", "numerics", "notebook_times", "time_profile", "unit_cost", "screening"]
+MODULES = ["extraction", "geometry", "sampling", "finetuning", "smollm2", "numerics", "notebook_times", "time_profile", "unit_cost", "screening", "limits"]
 RESULTS = Path(__file__).with_name("results") / "bench.csv"
 
 

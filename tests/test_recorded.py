@@ -175,3 +175,18 @@ def test_a_data_file_counts_when_code_the_notebooks_reach_names_it():
     files = recorded.fingerprint("default")
     assert "emgeo_utils/world/world_text.yaml" in files and "emgeo_utils/models/registry.yaml" in files
     assert "emgeo_utils/filtering/planted_text.yaml" not in files  # the screen check's text: no notebook reads it
+
+
+def test_a_test_runners_pin_cannot_stale_a_record_but_a_numeric_librarys_can(tmp_path):
+    """pytest-xdist only runs the tests: adding or moving its pin leaves the fingerprint; torch's moves it."""
+    constraints = (recorded.paths.PROJECT_ROOT / "constraints.txt").read_text()
+    pyproject = (recorded.paths.PROJECT_ROOT / "pyproject.toml").read_text()
+    assert "pytest-xdist==" in constraints and '"pytest-xdist' in pyproject  # what make test runs with
+    for name, text in (("constraints.txt", constraints), ("pyproject.toml", pyproject)):
+        (tmp_path / name).write_text(text)
+        base = recorded._content(tmp_path / name)
+        (tmp_path / name).write_text(text.replace("pytest-xdist==3.8.0", "pytest-xdist==3.9.1")
+                                     .replace('"pytest-xdist>=3.6,<4", ', ""))
+        assert recorded._content(tmp_path / name) == base
+        (tmp_path / name).write_text(text.replace("torch==2.13.0", "torch==2.14.1").replace('"torch', '"torch>=2.14,'))
+        assert recorded._content(tmp_path / name) != base

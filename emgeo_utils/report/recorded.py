@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -30,6 +31,8 @@ from emgeo_utils.report import notebook_findings
 SOURCES = ("emgeo_utils/**/*.py", "emgeo_utils/**/*.yaml", "notebooks/*.ipynb", "notebooks/claims/*.yaml",
            "notebooks/claims/history.csv", "constraints.txt", "pyproject.toml")
 RENDERING_ONLY = "emgeo_utils/report/"
+# Distributions that only run the tests (never imported by a notebook or a job): their pins cannot move a number.
+TEST_TOOLING = ("pytest-xdist", "execnet")
 
 
 def git(*args: str) -> str:
@@ -88,7 +91,13 @@ def notebook_modules() -> set[str]:
 
 
 def _content(file: Path) -> bytes:
-    """What of a file can move a number: a notebook's code cells (its prose cannot), any other file whole."""
+    """What of a file can move a number: a notebook's code cells (its prose cannot), the pins and ranges of
+    everything but the test tooling, any other file whole."""
+    if file.name in ("constraints.txt", "pyproject.toml"):
+        text = file.read_text()
+        for name in TEST_TOOLING:
+            text = re.sub(rf'^{re.escape(name)}==\S*\n|"{re.escape(name)}[^"]*",\s*', "", text, flags=re.M)
+        return text.encode()
     if file.suffix != ".ipynb":
         return file.read_bytes()
     cells = json.loads(file.read_text())["cells"]

@@ -74,9 +74,26 @@ def times_table() -> str:
                       "`results/<profile>/notebook_times.csv`.*", ""] + lines)
 
 
+CI_BUDGET = paths.PROJECT_ROOT / ".ci" / "budget.csv"
+CI_MINUTES = 75
+
+
+def ci_budget_table() -> str:
+    """Each CI stage's own budget (`.ci/budget.csv`, which `.ci/run` prints every stage's time against) and the room left."""
+    frame = pd.read_csv(CI_BUDGET)
+    total = CI_MINUTES * 60
+    lines = ["| CI stage | its budget | share of 75 min | set from |", "|---|---|---|---|"]
+    lines += [f"| {r.stage} | {r.seconds:,} s | {r.seconds / total:.0%} | {getattr(r, '_3')} |" for r in frame.itertuples()]
+    room = total - int(frame.seconds.sum())
+    lines.append(f"| **room left for new work** | {room:,} s | {room / total:.0%} | 75 minutes less the stages' budgets |")
+    return "\n".join([f"*`.ci/run`'s stages and their budgets, rendered from `.ci/budget.csv`; `.ci/run` prints each stage's time, "
+                      f"its share of the {CI_MINUTES} minutes (the hard limit is 90) and OVER IT when a stage passes its budget.*", ""] + lines)
+
+
 def rendered(name: str) -> str:
     start, end = BLOCKS[name]
-    return f"{start}\n{times_summary() if name == 'README.md' else times_table()}\n{end}"
+    body = times_summary() if name == "README.md" else times_table() + "\n\n" + ci_budget_table()
+    return f"{start}\n{body}\n{end}"
 
 
 def times_block(text: str, name: str) -> str:
