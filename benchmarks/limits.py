@@ -46,7 +46,8 @@ def gemm_step():
 
 
 def pretraining_step(w):
-    """`organism.pretrain`'s loop body on 4 batches of 32 real documents (the default config)."""
+    """`organism.pretrain`'s loop body on 4 batches of 32 real documents (the default config). A copy of its six
+    lines: sharing them would change pretraining.py, whose code hash keys every cached organism."""
     tok = common.tokenizer(w)
     model = organism.make_model(tok, organism.ArchConfig()).train()
     docs = organism.encode_documents(tok, w, 128, seed=0, max_len=organism.ArchConfig().max_len)
@@ -67,11 +68,11 @@ def pretraining_step(w):
 def sae_step(d_in: int, expansion: int, k: int, samples: int = 40 * 1024):
     """`fit_topk_sae` (sae-lens's trainer) on random activations: 40 steps of 1,024, with its setup."""
     acts = torch.randn(4 * 1024, d_in)
-    out = Path(tempfile.mkdtemp(prefix="emgeo-bench-sae-"))
 
     def step():
-        fit_topk_sae(acts, expansion=expansion, k=k, training_samples=samples, batch_size=1024, lr=1e-3,
-                     hook_name="blocks.0.hook_resid_post", model_name="bench", seed=0, out=out)
+        with tempfile.TemporaryDirectory(prefix="emgeo-bench-sae-") as out:  # the saved SAE is not read here
+            fit_topk_sae(acts, expansion=expansion, k=k, training_samples=samples, batch_size=1024, lr=1e-3,
+                         hook_name="blocks.0.hook_resid_post", model_name="bench", seed=0, out=Path(out))
     return step
 
 

@@ -83,7 +83,8 @@ def ci_budget_table() -> str:
     frame = pd.read_csv(CI_BUDGET)
     total = CI_MINUTES * 60
     lines = ["| CI stage | its budget | share of 75 min | set from |", "|---|---|---|---|"]
-    lines += [f"| {r.stage} | {r.seconds:,} s | {r.seconds / total:.0%} | {getattr(r, '_3')} |" for r in frame.itertuples()]
+    lines += [f"| {stage} | {seconds:,} s | {seconds / total:.0%} | {why} |"
+              for stage, seconds, why in frame.itertuples(index=False, name=None)]
     room = total - int(frame.seconds.sum())
     lines.append(f"| **room left for new work** | {room:,} s | {room / total:.0%} | 75 minutes less the stages' budgets |")
     return "\n".join([f"*`.ci/run`'s stages and their budgets, rendered from `.ci/budget.csv`; `.ci/run` prints each stage's time, "
